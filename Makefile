@@ -1,0 +1,45 @@
+# Named tasks. Every target creates the virtualenv and installs what it needs on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format openapi migrate bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## serve on 127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL is set)
+	$(BIN)/runplane serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+test: $(STAMP)  ## the whole test suite on real PostgreSQL
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy app tests
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+openapi: $(STAMP)  ## regenerate the committed OpenAPI document
+	$(BIN)/runplane openapi --out openapi/openapi.json
+
+migrate: $(STAMP)
+	$(BIN)/runplane migrate
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_policy.py
+	$(BIN)/python bench/bench_render.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

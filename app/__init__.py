@@ -1,0 +1,1 @@
+"""Runplane: an open control plane for ML workloads on Kubernetes."""

@@ -1,0 +1,79 @@
+"""Settings from the environment (pydantic-settings), cached by :func:`get_settings`."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_ADMIN_TOKEN = "runplane-dev-admin-token"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNPLANE_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    # No prefix: the conventional name every platform sets.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    database_pool_size: int = Field(default=10, ge=1)
+    data_dir: Path = Path(".data")
+    admin_token: str | None = None
+    cluster: Literal["simulated", "kubernetes"] = "simulated"
+    cors_origins: Annotated[list[str], NoDecode] = []
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+    # Request bodies larger than this are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # Rendering (SPEC §6).
+    scheduler: Literal["none", "kai", "kueue"] = "none"
+    node_pool_label_key: str = "runplane.io/node-pool"
+    node_type_label_key: str = "runplane.io/node-type"
+    pytorch_native: bool = False
+
+    # Reconciler (SPEC §5, §7).
+    reconcile_interval: float = Field(default=2.0, gt=0)
+    pending_timeout: float = Field(default=300.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg3(cls, value: str | None) -> str | None:
+        # Platforms hand out postgres:// URLs; SQLAlchemy would pick psycopg2 for them.
+        if not value:
+            return None
+        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Settings:
+        if self.environment == "production" and (
+            not self.admin_token or self.admin_token == DEV_ADMIN_TOKEN
+        ):
+            raise ValueError("RUNPLANE_ADMIN_TOKEN must be set to a secret in production")
+        return self
+
+    @property
+    def effective_admin_token(self) -> str:
+        return self.admin_token or DEV_ADMIN_TOKEN
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def new_token() -> str:
+    return "rp_" + secrets.token_urlsafe(32)

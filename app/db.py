@@ -1,0 +1,52 @@
+"""Database engine and sessions: one transaction per request, one per reconcile cycle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+
+class Database:
+    """Holds the engine and the session factory.
+
+    Tests bind it to one connection inside an outer transaction
+    (``join_transaction_mode="create_savepoint"``) so each test rolls back cleanly.
+    """
+
+    def __init__(self, bind: Engine | Connection) -> None:
+        self.bind = bind
+        self.engine = bind if isinstance(bind, Engine) else bind.engine
+        self.sessionmaker = sessionmaker(
+            bind=bind,
+            expire_on_commit=False,
+            autoflush=False,
+            join_transaction_mode="create_savepoint",
+        )
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
+        engine = create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+        return cls(engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits when the block ends without error."""
+        with self.sessionmaker() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        with self.sessionmaker() as session:
+            session.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        if isinstance(self.bind, Engine):
+            self.bind.dispose()

@@ -1,0 +1,233 @@
+"""The FastAPI application: routers, problem+json handlers, middleware, lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import migrations
+from app.config import Settings, get_settings
+from app.db import Database
+from app.deps import get_principal
+from app.errors import PROBLEM_JSON, AppError, problem_body
+from app.observability import RequestContextMiddleware
+from app.openapi import responses
+from app.projects.router import router as projects_router
+from app.schemas import Problem
+
+log = logging.getLogger("runplane")
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    on_startup: Callable[[FastAPI], None] | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            on_startup(app)
+        yield
+        if db is None and hasattr(app.state, "db"):
+            app.state.db.dispose()
+
+    app = FastAPI(
+        title="Runplane",
+        version="0.1.0",
+        summary="An open control plane for ML workloads on Kubernetes.",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    if db is not None:
+        app.state.db = db
+    elif settings.database_url:
+        app.state.db = Database.from_url(
+            settings.database_url, pool_size=settings.database_pool_size
+        )
+
+    api = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(get_principal)], responses=responses(401, 422)
+    )
+    api.include_router(projects_router)
+    app.include_router(api)
+    app.include_router(_ops_router())
+
+    _install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def _ops_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", operation_id="getHealth", response_model=dict[str, str])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        operation_id="getReadiness",
+        response_model=dict[str, str],
+        responses=responses(503),
+    )
+    def readyz(request: Request) -> Any:
+        db: Database | None = getattr(request.app.state, "db", None)
+        if db is None:
+            return _problem(
+                request,
+                503,
+                "Service unavailable",
+                "service-unavailable",
+                "No database is configured.",
+            )
+        try:
+            at_head = migrations.is_at_head(db.engine)
+        except Exception as exc:  # any driver error means: not ready
+            log.warning("readiness: database unreachable: %s", exc)
+            return _problem(
+                request,
+                503,
+                "Service unavailable",
+                "service-unavailable",
+                "The database is unreachable.",
+            )
+        if not at_head:
+            return _problem(
+                request,
+                503,
+                "Service unavailable",
+                "service-unavailable",
+                "The database schema is not at head; run `runplane migrate`.",
+            )
+        return {"status": "ready"}
+
+    @router.get(
+        "/metrics",
+        operation_id="getMetrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _problem(
+    request: Request,
+    status: int,
+    title: str,
+    slug: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = problem_body(
+        status=status,
+        title=title,
+        slug=slug,
+        detail=detail,
+        instance=request.url.path,
+        errors=errors,
+    )
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    # ("body", "spec", "compute", "gpuDevicesRequest") -> "spec.compute.gpuDevicesRequest";
+    # query and path parameters keep their name; list indexes become [n].
+    parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "path", "header") else list(loc)
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and ("[" in part or part.startswith("function-after")):
+            continue  # pydantic's validator-step labels say nothing to a user
+        else:
+            out += ("." if out else "") + str(part)
+    return out or str(loc[0] if loc else "body")
+
+
+def validation_errors(errors: Any) -> tuple[str, list[dict[str, Any]]]:
+    items: list[dict[str, Any]] = []
+    detail = "The request is not valid; see `errors`."
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            detail = "The request body is not valid JSON."
+            ctx = err.get("ctx", {})
+            items.append(
+                {"field": "body", "message": f"invalid JSON: {ctx.get('error', 'syntax error')}"}
+            )
+            continue
+        message = str(err.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ")
+        if err.get("type") == "missing":
+            message = "is required"
+        elif err.get("type") == "extra_forbidden":
+            message = "unknown field"
+        items.append({"field": _field_of(tuple(err.get("loc", ()))), "message": message})
+    return detail, items
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(
+            exc.problem(request.url.path),
+            status_code=exc.status,
+            media_type=PROBLEM_JSON,
+            headers=exc.headers or None,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, items = validation_errors(exc.errors())
+        return _problem(
+            request, 422, "Validation failed", "validation-failed", detail, errors=items
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed"}
+        detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No route matches {request.method} {request.url.path}."
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}."
+        title = titles.get(exc.status_code, "Error")
+        return _problem(
+            request,
+            exc.status_code,
+            title,
+            title.lower().replace(" ", "-"),
+            detail,
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
+
+__all__ = ["API_PREFIX", "Problem", "create_app"]

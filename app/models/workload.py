@@ -1,0 +1,90 @@
+"""Workloads and their events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, IdMixin, TimestampMixin
+
+# Phases after which nothing in the cluster changes by itself.
+FINAL_PHASES = ("Completed", "Failed", "Deleted")
+
+
+class Workload(IdMixin, TimestampMixin, Base):
+    __tablename__ = "workloads"
+    __table_args__ = (
+        # A name is unique among the project's non-deleted workloads; deleting frees it at once.
+        Index(
+            "uq_workloads_project_name_live",
+            "project_id",
+            "name",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        # Keyset pagination, newest first, with and without the common filters.
+        Index("ix_workloads_created", "created_at", "id"),
+        Index("ix_workloads_project_created", "project_id", "created_at", "id"),
+        # The reconciler's working set: everything not yet at rest.
+        Index(
+            "ix_workloads_active",
+            "id",
+            postgresql_where=text("phase <> 'Deleted'"),
+        ),
+    )
+
+    name: Mapped[str] = mapped_column(String(40))
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    # Project names are immutable, so reads need no join.
+    project: Mapped[str] = mapped_column(String(40))
+    namespace: Mapped[str] = mapped_column(String(63))
+    type: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    submitted_spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    applied_defaults: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    policy_source: Mapped[str] = mapped_column(String(8))
+    policy_version: Mapped[int | None] = mapped_column(Integer)
+    manifests: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    desired_phase: Mapped[str] = mapped_column(String(16), default="Running")
+    phase: Mapped[str] = mapped_column(String(16), default="Creating")
+    phase_message: Mapped[str] = mapped_column(Text, default="")
+    phase_updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    pods: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
+    # The outbox: desired state changes bump `generation`; the reconciler brings the cluster to
+    # it and records `applied_generation`. A workload committed while the cluster is away is
+    # applied when it returns.
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    applied_generation: Mapped[int] = mapped_column(Integer, default=0)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WorkloadEvent(Base):
+    __tablename__ = "workload_events"
+    __table_args__ = (Index("ix_workload_events_workload", "workload_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    type: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(128), default="")
+    message: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,1 @@
+"""Projects: a team's space, one Kubernetes namespace each."""
