@@ -1,4 +1,4 @@
-"""The ``runplane`` command: serve | migrate | reconcile | openapi."""
+"""The ``runplane`` command: serve | migrate | reconcile | openapi | token."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import argparse
 import logging
 import os
 import sys
+import uuid
 from pathlib import Path
 
 from app.config import DEV_ADMIN_TOKEN, Settings, get_settings
+from app.errors import AppError
 
 log = logging.getLogger("runplane")
 
@@ -54,6 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     _prepare_database(settings, migrate=False)
     if args.no_reconciler:
         os.environ["RUNPLANE_RUN_RECONCILER"] = "false"
+        get_settings.cache_clear()
     if not settings.admin_token:
         log.warning(
             "RUNPLANE_ADMIN_TOKEN is not set; using the development token %r", DEV_ADMIN_TOKEN
@@ -77,15 +80,96 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     print(f"migrated {make_url(url).render_as_string(hide_password=True)} to head")
 
 
+def cmd_reconcile(args: argparse.Namespace) -> None:
+    import signal
+    import threading
+
+    from app.cluster.factory import make_backend
+    from app.db import Database
+    from app.reconciler.loop import Reconciler
+
+    settings = get_settings()
+    _prepare_database(settings, migrate=False)
+    settings = get_settings()
+    assert settings.database_url
+    db = Database.from_url(settings.database_url, pool_size=2)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    reconciler = Reconciler(
+        db=db, backend=make_backend(settings, db), pending_timeout=settings.pending_timeout
+    )
+    reconciler.run(stop, interval=settings.reconcile_interval)
+    db.dispose()
+
+
 def cmd_openapi(args: argparse.Namespace) -> None:
     from app.main import create_app
     from app.openapi import openapi_json
 
-    text = openapi_json(create_app(Settings(database_url=None)))
+    text = openapi_json(create_app(Settings(database_url=None), reconcile=False))
     if args.out:
         Path(args.out).write_text(text)
     else:
         sys.stdout.write(text)
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    """Mint or revoke an API token straight in the database (bootstrapping, break-glass)."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.auth import tokens
+    from app.db import Database
+    from app.models import AuditEntry
+
+    settings = get_settings()
+    _prepare_database(settings, migrate=False)
+    url = get_settings().database_url
+    assert url
+    db = Database.from_url(url, pool_size=1)
+    actor = f"cli:{os.environ.get('USER', 'unknown')}"
+    try:
+        with db.session() as session:
+            if args.token_command == "create":
+                expires = (
+                    datetime.now(UTC) + timedelta(days=args.expires_in_days)
+                    if args.expires_in_days
+                    else None
+                )
+                token, secret = tokens.create(
+                    session,
+                    name=args.name,
+                    role=args.role,
+                    projects=args.project or [],
+                    expires_at=expires,
+                    created_by=actor,
+                )
+                method, route, target, out = "POST", "runplane token create", token.id, secret
+            else:
+                token = tokens.revoke(session, args.id)
+                method, route, target, out = "DELETE", "runplane token revoke", token.id, ""
+            session.add(
+                AuditEntry(
+                    actor=actor,
+                    actor_id="cli",
+                    role="admin",
+                    method=method,
+                    route=route,
+                    target=str(target),
+                    status=200,
+                )
+            )
+    except AppError as exc:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors or [])
+        sys.exit(f"runplane: {exc.detail}" + (f" ({problems})" if problems else ""))
+    finally:
+        db.dispose()
+    if out:
+        # The secret alone on stdout, so that `$(runplane token create ...)` captures it.
+        print(out)
+        print(f"created token {token.id} ({token.role}); it is shown only now", file=sys.stderr)
+    else:
+        print(f"revoked token {token.id}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,9 +187,25 @@ def main(argv: list[str] | None = None) -> None:
     migrate = sub.add_parser("migrate", help="upgrade the database schema to head")
     migrate.set_defaults(func=cmd_migrate)
 
+    reconcile = sub.add_parser("reconcile", help="run the reconciler alone")
+    reconcile.set_defaults(func=cmd_reconcile)
+
     openapi = sub.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--out", help="file to write (default: stdout)")
     openapi.set_defaults(func=cmd_openapi)
+
+    token = sub.add_parser("token", help="create or revoke API tokens (no server needed)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="print a new token's secret")
+    create.add_argument("--name", required=True, help="unique among live tokens")
+    create.add_argument("--role", required=True, choices=["admin", "researcher", "viewer"])
+    create.add_argument(
+        "--project", action="append", help="a project the token may see (repeatable)"
+    )
+    create.add_argument("--expires-in-days", type=int, help="default: never expires")
+    revoke = token_sub.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("--id", required=True, type=uuid.UUID)
+    token.set_defaults(func=cmd_token)
 
     args = parser.parse_args(argv)
     from app.observability import configure_logging

@@ -36,8 +36,30 @@ class Settings(BaseSettings):
     pytorch_native: bool = False
 
     # Reconciler (SPEC §5, §7).
+    run_reconciler: bool = True
     reconcile_interval: float = Field(default=2.0, gt=0)
     pending_timeout: float = Field(default=300.0, gt=0)
+
+    # The simulated cluster: NODESxGPUS, and how long pods take to start and to run.
+    sim_nodes: str = Field(default="4x8", pattern=r"^\s*\d+\s*[xX]\s*\d+\s*$")
+    sim_start_seconds: float = Field(default=5.0, ge=0)
+    sim_run_seconds: float = Field(default=30.0, ge=0)
+
+    # The kubernetes backend (kubeconfig from KUBECONFIG, or in-cluster).
+    kube_create_namespaces: bool = True
+    kube_qps: float = Field(default=50.0, gt=0)
+    kube_burst: int = Field(default=100, ge=1)
+
+    # Access control. Bearer JWTs are accepted when an issuer, an audience and a JWKS are set.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_jwks_file: Path | None = None
+    oidc_role_claim: str = "runplane_role"
+    oidc_projects_claim: str = "runplane_projects"
+    oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+    # Requests a minute per principal (per API process); unset means no limit.
+    rate_limit_per_minute: int | None = Field(default=None, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -63,6 +85,17 @@ class Settings(BaseSettings):
             not self.admin_token or self.admin_token == DEV_ADMIN_TOKEN
         ):
             raise ValueError("RUNPLANE_ADMIN_TOKEN must be set to a secret in production")
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_issuer or self.oidc_audience:
+            if not (self.oidc_issuer and self.oidc_audience):
+                raise ValueError("RUNPLANE_OIDC_ISSUER and RUNPLANE_OIDC_AUDIENCE go together")
+            if bool(self.oidc_jwks_url) == bool(self.oidc_jwks_file):
+                raise ValueError(
+                    "OIDC needs exactly one of RUNPLANE_OIDC_JWKS_URL and RUNPLANE_OIDC_JWKS_FILE"
+                )
         return self
 
     @property

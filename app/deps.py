@@ -1,18 +1,22 @@
-"""Request dependencies as ``Annotated`` aliases: session, settings, principal."""
+"""Request dependencies as ``Annotated`` aliases: session, settings, principal, authorization."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from app.audit.recorder import AuditRecord, committed, record_of, set_principal, stage
+from app.auth import access
+from app.auth.authn import CredentialRejected, authenticate, bearer
+from app.auth.oidc import OidcVerifier
+from app.auth.principal import Principal
+from app.auth.ratelimit import RateLimiter
 from app.config import Settings
 from app.db import Database
-from app.errors import Unauthorized
+from app.observability import _route_template
 
 
 def get_database(request: Request) -> Database:
@@ -27,9 +31,11 @@ def get_settings_dep(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     # scope="function" below: the transaction commits before the response is sent, so a 201
-    # always means the row is stored.
+    # always means the row is stored, and the audit entry of a change commits with it.
     with get_database(request).session() as session:
         yield session
+        stage(request.scope, session)
+    committed(request.scope)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -37,23 +43,46 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling. Until access control lands, the bootstrap admin token is the only one."""
-
-    name: str
-    role: str
-
-
-def get_principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized()
-    expected = get_settings_dep(request).effective_admin_token
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise Unauthorized("The bearer token is not valid.")
-    return Principal(name="admin", role="admin")
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    """Authenticate the bearer credential (401), then apply the caller's rate limit (429)."""
+    settings = get_settings_dep(request)
+    oidc: OidcVerifier | None = getattr(request.app.state, "oidc", None)
+    try:
+        principal = authenticate(
+            bearer(request.headers.get("authorization")),
+            session=session,
+            admin_token=settings.effective_admin_token,
+            oidc=oidc,
+        )
+    except CredentialRejected as exc:
+        set_principal(request.scope, exc.principal, accepted=False)
+        raise
+    set_principal(request.scope, principal)
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        limiter.check(principal.id)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def authorize(request: Request, principal: CurrentPrincipal) -> access.Access:
+    """The route-level decision (app.auth.access); routers finish body and resource checks."""
+    decision = access.check_route(
+        principal,
+        method=request.method,
+        template=_route_template(request.scope),
+        path_params=request.path_params,
+    )
+    return access.Access(principal, decision)
+
+
+AccessDep = Annotated[access.Access, Depends(authorize)]
+
+
+def get_audit_record(request: Request) -> AuditRecord:
+    return record_of(request.scope)
+
+
+AuditDep = Annotated[AuditRecord, Depends(get_audit_record)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,18 +16,33 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import migrations
+from app.audit.recorder import AuditMiddleware
+from app.audit.router import router as audit_router
+from app.auth.oidc import OidcVerifier
+from app.auth.ratelimit import RateLimiter
+from app.auth.router import router as tokens_router
 from app.config import Settings, get_settings
 from app.db import Database
-from app.deps import get_principal
+from app.deps import authorize
 from app.errors import PROBLEM_JSON, AppError, problem_body
 from app.observability import RequestContextMiddleware
 from app.openapi import responses
+from app.policies.router import router as policies_router
 from app.projects.router import router as projects_router
 from app.schemas import Problem
+from app.workloads.router import router as workloads_router
 
 log = logging.getLogger("runplane")
 
 API_PREFIX = "/api/v1"
+TOO_MANY_REQUESTS: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": Problem,
+        "description": "Rate limit exceeded; `Retry-After` says when to retry",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+    }
+}
 
 
 def create_app(
@@ -34,14 +50,26 @@ def create_app(
     *,
     db: Database | None = None,
     on_startup: Callable[[FastAPI], None] | None = None,
+    reconcile: bool | None = None,
 ) -> FastAPI:
+    """The app. ``reconcile`` runs the reconciler in a thread (default: when the settings say;
+    tests pass False and drive cycles themselves)."""
     settings = settings or get_settings()
+    if reconcile is None:
+        reconcile = settings.run_reconciler and db is None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if on_startup is not None:
             on_startup(app)
+        stop = threading.Event()
+        thread = None
+        if reconcile and hasattr(app.state, "db"):
+            thread = _start_reconciler(app.state.db, settings, stop)
         yield
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=30)
         if db is None and hasattr(app.state, "db"):
             app.state.db.dispose()
 
@@ -62,10 +90,22 @@ def create_app(
             settings.database_url, pool_size=settings.database_pool_size
         )
 
+    app.state.oidc = OidcVerifier.from_settings(settings)
+    if settings.rate_limit_per_minute:
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    # authorize() authenticates first (401), rate-limits (429), then applies the route's
+    # access decision (404 out of scope, 403 too small a role); see app.auth.access.
     api = APIRouter(
-        prefix=API_PREFIX, dependencies=[Depends(get_principal)], responses=responses(401, 422)
+        prefix=API_PREFIX,
+        dependencies=[Depends(authorize)],
+        responses={**responses(401, 403, 422), **TOO_MANY_REQUESTS},
     )
     api.include_router(projects_router)
+    api.include_router(policies_router)
+    api.include_router(workloads_router)
+    api.include_router(tokens_router)
+    api.include_router(audit_router)
     app.include_router(api)
     app.include_router(_ops_router())
 
@@ -79,7 +119,27 @@ def create_app(
             expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Outermost: it sees every final status, including the 413s and 500s made above.
+    app.add_middleware(AuditMiddleware)
     return app
+
+
+def _start_reconciler(db: Database, settings: Settings, stop: threading.Event) -> threading.Thread:
+    from app.cluster.factory import make_backend
+    from app.reconciler.loop import Reconciler
+
+    reconciler = Reconciler(
+        db=db, backend=make_backend(settings, db), pending_timeout=settings.pending_timeout
+    )
+    thread = threading.Thread(
+        target=reconciler.run,
+        args=(stop,),
+        kwargs={"interval": settings.reconcile_interval},
+        name="reconciler",
+        daemon=True,
+    )
+    thread.start()
+    return thread
 
 
 def _ops_router() -> APIRouter:

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,9 +19,15 @@ def alembic_config() -> Config:
     return config
 
 
+# Serialises concurrent upgrades (several replicas starting at once): the second waits, then
+# finds the schema current.
+MIGRATION_LOCK = 0x72756E706D696772
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     config = alembic_config()
     with engine.begin() as connection:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

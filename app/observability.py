@@ -66,6 +66,8 @@ def configure_logging(*, level: str, json_logs: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic narrates every plugin it loads at INFO.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 
 class RequestContextMiddleware:

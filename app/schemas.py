@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -79,6 +81,22 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
             "The cursor is not one this API issued.",
             errors=[{"field": "cursor", "message": "invalid cursor; use the `next` of a page"}],
         ) from None
+
+
+def decode_time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """A ``(created_at, id)`` keyset cursor."""
+    created, ident = decode_cursor(cursor, 2)
+    try:
+        return datetime.fromisoformat(str(created)), uuid.UUID(str(ident))
+    except ValueError:
+        raise ValidationFailed(
+            "The cursor is not one this API issued.",
+            errors=[{"field": "cursor", "message": "invalid cursor; use the `next` of a page"}],
+        ) from None
+
+
+def encode_time_cursor(created_at: datetime, ident: uuid.UUID) -> str:
+    return encode_cursor(created_at.isoformat(), str(ident))
 
 
 class PageParams(BaseModel):

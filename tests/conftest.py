@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from app import migrations
 from app.config import Settings
-from app.db import Database
+from app.db import Database, make_engine
 from app.main import create_app
 from app.models import Base
 
@@ -45,7 +45,7 @@ def engine(server_url: str, worker_id: str) -> Iterator[Engine]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(server_url).set(database=name)
-    eng = create_engine(url, pool_size=10, max_overflow=10)
+    eng = make_engine(url.render_as_string(hide_password=False), pool_size=10, max_overflow=10)
     migrations.upgrade(eng)
     yield eng
     eng.dispose()

@@ -1,8 +1,22 @@
 """ORM tables, one module per table; importing this package registers them all with Alembic."""
 
+from app.models.audit import AuditEntry
 from app.models.base import Base
+from app.models.idempotency import IdempotencyKey
 from app.models.policy import Policy
 from app.models.project import Project
+from app.models.simulated import SimulatedWorkload
+from app.models.token import ApiToken
 from app.models.workload import Workload, WorkloadEvent
 
-__all__ = ["Base", "Policy", "Project", "Workload", "WorkloadEvent"]
+__all__ = [
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "IdempotencyKey",
+    "Policy",
+    "Project",
+    "SimulatedWorkload",
+    "Workload",
+    "WorkloadEvent",
+]

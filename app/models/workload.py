@@ -40,12 +40,13 @@ class Workload(IdMixin, TimestampMixin, Base):
         ),
         # Keyset pagination, newest first, with and without the common filters.
         Index("ix_workloads_created", "created_at", "id"),
-        Index("ix_workloads_project_created", "project_id", "created_at", "id"),
-        # The reconciler's working set: everything not yet at rest.
+        Index("ix_workloads_project_created", "project", "created_at", "id"),
+        # The reconciler's working sets: everything not deleted, and the outbox.
+        Index("ix_workloads_active", "id", postgresql_where=text("phase <> 'Deleted'")),
         Index(
-            "ix_workloads_active",
-            "id",
-            postgresql_where=text("phase <> 'Deleted'"),
+            "ix_workloads_outbox",
+            "created_at",
+            postgresql_where=text("applied_generation < generation"),
         ),
     )
 
@@ -60,7 +61,10 @@ class Workload(IdMixin, TimestampMixin, Base):
     applied_defaults: Mapped[list[str]] = mapped_column(JSONB, default=list)
     policy_source: Mapped[str] = mapped_column(String(8))
     policy_version: Mapped[int | None] = mapped_column(Integer)
-    manifests: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    # What was rendered at submission (the running form), and its object references, kept
+    # apart so that reads and lists need not load the manifests.
+    manifests: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, deferred=True)
+    objects: Mapped[list[dict[str, str]]] = mapped_column(JSONB, default=list)
     desired_phase: Mapped[str] = mapped_column(String(16), default="Running")
     phase: Mapped[str] = mapped_column(String(16), default="Creating")
     phase_message: Mapped[str] = mapped_column(Text, default="")

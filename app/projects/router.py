@@ -6,19 +6,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from app.deps import SessionDep
+from app.audit.recorder import AuditedRoute
+from app.deps import AuditDep, CurrentPrincipal, SessionDep
 from app.models import Project as ProjectRow
 from app.openapi import responses
 from app.projects import schemas, service
 from app.schemas import PageParams, page_params
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = APIRouter(prefix="/projects", tags=["projects"], route_class=AuditedRoute)
 
 ProjectName = Annotated[str, Path(max_length=63, description="Project name.")]
 
 
-def load_project(session: SessionDep, project: ProjectName) -> ProjectRow:
-    return service.get_by_name(session, project)
+def load_project(
+    session: SessionDep, principal: CurrentPrincipal, project: ProjectName
+) -> ProjectRow:
+    return service.get_by_name(session, project, visible_to=principal)
 
 
 ProjectDep = Annotated[ProjectRow, Depends(load_project)]
@@ -32,8 +35,9 @@ ProjectDep = Annotated[ProjectRow, Depends(load_project)]
     responses=responses(409, 422),
 )
 def create_project(
-    session: SessionDep, body: schemas.ProjectCreate, response: Response
+    session: SessionDep, audit: AuditDep, body: schemas.ProjectCreate, response: Response
 ) -> schemas.Project:
+    audit.target = body.name
     project = service.create(session, body)
     response.headers["Location"] = f"/api/v1/projects/{project.name}"
     return service.to_read(project)
@@ -43,9 +47,11 @@ def create_project(
     "", operation_id="listProjects", response_model=schemas.ProjectPage, responses=responses(422)
 )
 def list_projects(
-    session: SessionDep, page: Annotated[PageParams, Depends(page_params)]
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: Annotated[PageParams, Depends(page_params)],
 ) -> schemas.ProjectPage:
-    rows, nxt = service.list_page(session, page)
+    rows, nxt = service.list_page(session, page, visible_to=principal)
     return schemas.ProjectPage(items=[service.to_read(p) for p in rows], next=nxt)
 
 

@@ -6,6 +6,8 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.auth.access import visible
+from app.auth.principal import Principal
 from app.errors import Conflict, NotFound
 from app.models import Project, Workload
 from app.projects import schemas
@@ -29,8 +31,11 @@ def to_read(project: Project) -> schemas.Project:
     )
 
 
-def get_by_name(session: Session, name: str) -> Project:
-    project = session.scalars(select(Project).where(Project.name == name)).one_or_none()
+def get_by_name(session: Session, name: str, *, visible_to: Principal) -> Project:
+    """The project, or 404 when it does not exist or lies outside the principal's scope."""
+    project = session.scalars(
+        select(Project).where(Project.name == name, visible(visible_to, Project.name))
+    ).one_or_none()
     if project is None:
         raise NotFound(f"Project {name!r} does not exist.")
     return project
@@ -67,8 +72,15 @@ def create(session: Session, data: schemas.ProjectCreate) -> Project:
     return project
 
 
-def list_page(session: Session, page: PageParams) -> tuple[list[Project], str | None]:
-    query = select(Project).order_by(Project.name).limit(page.limit + 1)
+def list_page(
+    session: Session, page: PageParams, *, visible_to: Principal
+) -> tuple[list[Project], str | None]:
+    query = (
+        select(Project)
+        .where(visible(visible_to, Project.name))
+        .order_by(Project.name)
+        .limit(page.limit + 1)
+    )
     if page.cursor:
         (after,) = decode_cursor(page.cursor, 1)
         query = query.where(Project.name > str(after))

@@ -1,0 +1,198 @@
+"""Recording the audit entry of every mutating API request.
+
+A successful change is recorded in its own transaction: :class:`AuditedRoute` notes the status
+the endpoint answered, and the session dependency adds the entry just before it commits (see
+``app.deps.get_session``), so there is no change without its entry and no entry without its
+change. A request whose transaction rolled back (a 4xx raised as an error, a 500), or that was
+refused before it reached an endpoint (401, 403, 404, 422, 429), is recorded by
+:class:`AuditMiddleware` in a transaction of its own, before the answer leaves the process.
+
+Entries hold who, the method, the route template, the target, the status, the request id and,
+for policies, the documents before and after. Never a request body or a header: no secret can
+reach the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from sqlalchemy import insert, literal, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import CTE
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.auth.principal import Principal
+from app.db import Database
+from app.models import AuditEntry
+from app.observability import _route_template as route_template
+
+log = logging.getLogger("runplane")
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+API_PREFIX = "/api/v1/"
+_STATE_KEY = "audit"
+
+
+@dataclass
+class AuditRecord:
+    """What the request contributes to its entry, kept in the ASGI scope's state."""
+
+    target: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    status: int | None = None  # the endpoint's answer, set by AuditedRoute
+    staged: bool = False  # an entry is part of the request's transaction
+    committed: bool = False  # ... and that transaction committed
+    settled: bool = False  # the middleware has dealt with this request
+
+
+def record_of(scope: Scope) -> AuditRecord:
+    state: dict[str, Any] = scope.setdefault("state", {})
+    record = state.get(_STATE_KEY)
+    if not isinstance(record, AuditRecord):
+        record = state[_STATE_KEY] = AuditRecord()
+    return record
+
+
+def set_principal(scope: Scope, principal: Principal, *, accepted: bool = True) -> None:
+    """Who is asking; a rejected (expired, revoked) token still names its owner in the log."""
+    scope.setdefault("state", {})["principal" if accepted else "rejected_principal"] = principal
+
+
+def accepted_principal(scope: Scope) -> Principal | None:
+    principal = scope.get("state", {}).get("principal")
+    return principal if isinstance(principal, Principal) else None
+
+
+def audited(scope: Scope) -> bool:
+    return (
+        scope.get("type") == "http"
+        and scope.get("method") in MUTATING
+        and str(scope.get("path", "")).startswith(API_PREFIX)
+        and route_template(scope) != "<unmatched>"
+    )
+
+
+def entry_values(scope: Scope, status: int) -> dict[str, Any]:
+    state = scope.get("state", {})
+    record = record_of(scope)
+    principal = state.get("principal") or state.get("rejected_principal")
+    params = scope.get("path_params") or {}
+    target = record.target or ("/".join(str(v) for v in params.values()) or None)
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    dry_run = query.get("dryRun", [""])[-1].lower() in ("1", "true", "yes", "on")
+    return {
+        "actor": principal.name if isinstance(principal, Principal) else "anonymous",
+        "actor_id": principal.id if isinstance(principal, Principal) else None,
+        "role": principal.role if isinstance(principal, Principal) else None,
+        "method": scope["method"],
+        "route": route_template(scope)[:255],
+        "target": target[:255] if target else None,
+        "status": status,
+        "dry_run": dry_run,
+        "request_id": state.get("request_id"),
+        "before": record.before,
+        "after": record.after,
+    }
+
+
+# --- in the request's transaction -------------------------------------------------------------
+
+
+class AuditedRoute(APIRoute):
+    """Notes the status the endpoint answered, before the session dependency commits."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def audited_handler(request: Request) -> Response:
+            response: Response = await handler(request)
+            record_of(request.scope).status = response.status_code
+            return response
+
+        return audited_handler
+
+
+def stage(scope: Scope, session: Session) -> None:
+    """Add the entry to the session about to commit (called by the session dependency)."""
+    record = record_of(scope)
+    if record.staged or record.status is None or not audited(scope):
+        return
+    session.add(AuditEntry(**entry_values(scope, record.status)))
+    record.staged = True
+
+
+def committed(scope: Scope) -> None:
+    record = record_of(scope)
+    record.committed = record.staged
+
+
+def insert_cte(scope: Scope, *, status: int, target: str, when: CTE) -> CTE:
+    """The entry as a CTE inserting one row per row of ``when``: a hot path can record its
+    change in the statement that makes it. Once it ran, the caller sets the record's target
+    and marks it staged."""
+    values = {**entry_values(scope, status), "target": target}
+    values = {k: v for k, v in values.items() if v is not None}
+    columns = AuditEntry.__table__.c
+    row = select(*(literal(v, type_=columns[k].type).label(k) for k, v in values.items()))
+    return insert(AuditEntry).from_select(list(values), row.select_from(when)).cte("audit_entry")
+
+
+# --- after a rollback, or when no endpoint ran ------------------------------------------------
+
+
+class AuditMiddleware:
+    """Records what the request's own transaction did not, before the answer is sent.
+
+    It sits outside the request-context middleware so that it sees every final status (413,
+    500 included) and the request id that middleware assigned.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in MUTATING:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await self._settle(scope, int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+    async def _settle(self, scope: Scope, status: int) -> None:
+        record = record_of(scope)
+        if record.settled or record.committed or not audited(scope):
+            return
+        record.settled = True
+        app = scope.get("app")
+        db: Database | None = getattr(getattr(app, "state", None), "db", None)
+        if db is None:
+            return
+        values = entry_values(scope, status)
+        await anyio.to_thread.run_sync(_write, db, values)
+
+
+def _write(db: Database, values: dict[str, Any]) -> None:
+    try:
+        with db.session() as session:
+            session.add(AuditEntry(**values))
+    except Exception:
+        # The answer stands even when its record cannot be written; say so loudly.
+        log.error(
+            "could not write the audit entry of %s %s (%s)",
+            values["method"],
+            values["route"],
+            values["status"],
+            exc_info=True,
+        )

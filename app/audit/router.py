@@ -1,0 +1,49 @@
+"""The audit log endpoint (admin only; see app.auth.access)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from app.audit import schemas, service
+from app.audit.recorder import AuditedRoute
+from app.deps import SessionDep
+from app.errors import ValidationFailed
+from app.openapi import responses
+from app.schemas import PageParams, page_params
+
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=AuditedRoute)
+
+Method = Literal["POST", "PUT", "PATCH", "DELETE"]
+
+
+@router.get(
+    "",
+    operation_id="listAuditEntries",
+    response_model=schemas.AuditPage,
+    responses=responses(422),
+)
+def list_audit_entries(
+    session: SessionDep,
+    page: Annotated[PageParams, Depends(page_params)],
+    actor: Annotated[str | None, Query(max_length=255, description="Exactly this actor.")] = None,
+    method: Annotated[Method | None, Query(description="HTTP method.")] = None,
+    since: Annotated[
+        datetime | None, Query(alias="from", description="At or after this time (RFC 3339).")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(alias="to", description="Before this time (RFC 3339).")
+    ] = None,
+) -> schemas.AuditPage:
+    for name, value in (("from", since), ("to", until)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed(
+                f"`{name}` needs a time zone.",
+                errors=[{"field": name, "message": "must carry a UTC offset, e.g. Z"}],
+            )
+    rows, nxt = service.list_page(
+        session, page, actor=actor, method=method, since=since, until=until
+    )
+    return schemas.AuditPage(items=[schemas.AuditEntry.model_validate(r) for r in rows], next=nxt)

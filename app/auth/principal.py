@@ -1,0 +1,54 @@
+"""Who is calling: a role and, below admin, the projects it may see (pure; no FastAPI, no SQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from app.errors import Forbidden
+
+Role = Literal["viewer", "researcher", "admin"]
+ROLES: tuple[Role, ...] = get_args(Role)
+# Each role can do everything the roles before it can, within its projects.
+_RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller.
+
+    ``name`` is for people (audit, ``updatedBy``); ``id`` is stable and unique across token
+    kinds ("admin", "token:<uuid>", "oidc:<sub>") and scopes idempotency keys and rate limits.
+    ``projects`` is ignored for admins, who see every project.
+    """
+
+    name: str
+    role: Role
+    id: str = ""
+    projects: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", self.name)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def at_least(self, role: Role) -> bool:
+        return _RANK[self.role] >= _RANK[role]
+
+    def sees(self, project: str) -> bool:
+        """Whether the project exists for this principal at all (out of scope reads as 404)."""
+        return self.is_admin or project in self.projects
+
+    def require(self, role: Role, action: str) -> None:
+        """403 unless the role suffices; call it only after the target proved visible."""
+        if not self.at_least(role):
+            if role == "admin":
+                raise Forbidden(f"Only an administrator may {action}.")
+            raise Forbidden(f"The {self.role} role may not {action}.")
+
+
+# The caller of work done outside any request (the CLI); audit entries name it.
+SYSTEM = Principal(name="system", role="admin", id="system")

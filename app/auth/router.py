@@ -1,0 +1,75 @@
+"""Token endpoints (admin only; see app.auth.access)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+
+from app.audit.recorder import AuditedRoute
+from app.auth import schemas, tokens
+from app.deps import AuditDep, CurrentPrincipal, SessionDep
+from app.openapi import responses
+from app.schemas import PageParams, page_params
+
+router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=AuditedRoute)
+
+
+@router.post(
+    "",
+    operation_id="createToken",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.TokenCreated,
+    responses=responses(409),
+)
+def create_token(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    audit: AuditDep,
+    body: schemas.TokenCreate,
+    response: Response,
+) -> schemas.TokenCreated:
+    token, secret = tokens.create(
+        session,
+        name=body.name,
+        role=body.role,
+        projects=body.projects,
+        expires_at=body.expires_at,
+        created_by=principal.name,
+    )
+    audit.target = str(token.id)
+    response.headers["Location"] = f"/api/v1/tokens/{token.id}"
+    response.headers["Cache-Control"] = "no-store"  # the answer carries a secret
+    read = schemas.Token.model_validate(token)
+    return schemas.TokenCreated(**read.model_dump(), token=secret)
+
+
+@router.get(
+    "",
+    operation_id="listTokens",
+    response_model=schemas.TokenPage,
+)
+def list_tokens(
+    session: SessionDep,
+    page: Annotated[PageParams, Depends(page_params)],
+    revoked: Annotated[
+        bool | None, Query(description="true: revoked only; false: live only; unset: all.")
+    ] = None,
+) -> schemas.TokenPage:
+    rows, nxt = tokens.list_page(session, page, revoked=revoked)
+    return schemas.TokenPage(items=[schemas.Token.model_validate(t) for t in rows], next=nxt)
+
+
+@router.delete(
+    "/{tokenId}",
+    operation_id="revokeToken",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(404),
+)
+def revoke_token(
+    session: SessionDep,
+    token_id: Annotated[uuid.UUID, Path(alias="tokenId", description="Token id.")],
+) -> Response:
+    tokens.revoke(session, token_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,1 @@
+"""Cluster backends (SPEC §7): a real Kubernetes API server, or the embedded simulation."""

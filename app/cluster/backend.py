@@ -1,0 +1,116 @@
+"""The cluster backend protocol: apply, delete and observe managed objects.
+
+Suspend and resume are applies of the stopped or running form of a workload's manifests
+(:func:`app.rendering.stopped_form`), so every backend supports them per kind
+(Job ``suspend``, StatefulSet/Deployment ``replicas``, Kubeflow ``runPolicy.suspend``) with the
+same one call. ``observe`` lists every managed object with one list call per kind and groups
+what it finds by the ``runplane.io/workload-id`` label: never a call per workload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_SELECTOR = f"{MANAGED_BY}=runplane"
+WORKLOAD_ID_LABEL = "runplane.io/workload-id"
+FIELD_MANAGER = "runplane"
+
+Manifest = dict[str, Any]
+
+
+class ClusterError(Exception):
+    """The cluster could not be reached or refused a call; the reconciler retries later."""
+
+
+class ClusterUnreachable(ClusterError):
+    """The API server could not be reached at all: nothing else will work this cycle either."""
+
+
+class KindNotInstalled(ClusterError):
+    """The cluster does not serve this kind (e.g. no Kubeflow training operator CRDs)."""
+
+    def __init__(self, api_version: str, kind: str) -> None:
+        self.api_version = api_version
+        self.kind = kind
+        hint = {
+            "kubeflow.org/v1": "install the Kubeflow training operator",
+            "kubeflow.org/v2beta1": "install the MPI operator",
+        }.get(api_version, "install the CRD that serves it")
+        super().__init__(
+            f"The cluster does not serve {kind} ({api_version}): {hint}, "
+            "or render PyTorch natively (RUNPLANE_PYTORCH_NATIVE=true)."
+        )
+
+
+class ObjectRejected(ClusterError):
+    """The API server rejected an object (invalid, forbidden): retrying will not help."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    name: str
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> ObjectRef:
+        return cls(manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"])
+
+
+@dataclass
+class Observed:
+    """One workload's objects (with status, as the API server shows them) and its pods."""
+
+    objects: list[Manifest] = field(default_factory=list)
+    pods: list[Manifest] = field(default_factory=list)
+
+
+@dataclass
+class Observation:
+    """Everything managed, grouped by workload id, and how many list calls it took."""
+
+    workloads: dict[str, Observed]
+    list_calls: int
+    # Kinds the cluster does not serve, with the reason (a missing CRD), by "apiVersion/kind".
+    missing_kinds: dict[str, str] = field(default_factory=dict)
+
+    def of(self, workload_id: str) -> Observed:
+        return self.workloads.get(workload_id) or Observed()
+
+
+class ClusterBackend(Protocol):
+    """What the reconciler needs from a cluster. Every method is idempotent."""
+
+    name: str
+
+    def apply(self, *, workload_id: str, namespace: str, manifests: Sequence[Manifest]) -> None:
+        """Create or update the objects (server-side apply, field manager ``runplane``).
+
+        Raises :class:`KindNotInstalled`, :class:`ObjectRejected`, :class:`ClusterUnreachable`
+        or another :class:`ClusterError` (retryable, e.g. a namespace still terminating).
+        """
+        ...
+
+    def delete(self, *, workload_id: str, namespace: str, objects: Sequence[ObjectRef]) -> None:
+        """Delete the objects with their dependents; objects already gone are fine."""
+        ...
+
+    def observe(self) -> Observation:
+        """List every managed object and pod: one list call per kind."""
+        ...
+
+
+def group_by_workload(items: Sequence[Manifest], into: dict[str, Observed], *, pods: bool) -> None:
+    """Add listed objects (or pods) to ``into`` by their workload-id label."""
+    for item in items:
+        labels = (item.get("metadata") or {}).get("labels") or {}
+        workload_id = labels.get(WORKLOAD_ID_LABEL)
+        if not workload_id:
+            continue
+        observed = into.get(workload_id)
+        if observed is None:
+            observed = into[workload_id] = Observed()
+        (observed.pods if pods else observed.objects).append(item)

@@ -1,0 +1,604 @@
+"""The ``kubernetes`` cluster backend (SPEC §7): server-side apply, delete, one list per kind.
+
+It speaks to the API server through the official client's ``ApiClient`` at the HTTP level, with
+paths built from a fixed table of the kinds the renderers emit (:data:`MANAGED_KINDS`), reads
+responses as raw JSON (no model deserialisation), and throttles itself with a token bucket,
+since the Python client has no client-side rate limit. :data:`REQUIRED_PERMISSIONS` is every
+(API group, resource, verb) it uses; ``deploy/rbac.yaml`` grants exactly that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import quote
+
+import orjson
+import urllib3
+
+# The client ships py.typed but leaves some functions unannotated: hence a few type: ignores.
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException, load_incluster_config, load_kube_config
+
+from app.cluster.backend import (
+    FIELD_MANAGER,
+    MANAGED_BY,
+    MANAGED_SELECTOR,
+    WORKLOAD_ID_LABEL,
+    ClusterError,
+    ClusterUnreachable,
+    KindNotInstalled,
+    Manifest,
+    ObjectRef,
+    ObjectRejected,
+    Observation,
+    Observed,
+    group_by_workload,
+)
+
+log = logging.getLogger("runplane.cluster.kubernetes")
+
+APPLY_CONTENT_TYPE: Final = "application/apply-patch+yaml"
+PropagationPolicy = Literal["Foreground", "Background"]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A kind the backend manages or reads, with its REST resource name (plural)."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def group(self) -> str:
+        """The API group ("" for the core group), as RBAC rules name it."""
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def key(self) -> str:
+        """``apiVersion/kind``: how :attr:`Observation.missing_kinds` names it."""
+        return f"{self.api_version}/{self.kind}"
+
+    @property
+    def group_version_path(self) -> str:
+        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+
+    def collection_path(self, namespace: str | None = None) -> str:
+        """The collection URL: in one namespace, or across all of them when ``None``."""
+        if namespace is None or not self.namespaced:
+            return f"{self.group_version_path}/{self.plural}"
+        return f"{self.group_version_path}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+
+    def object_path(self, namespace: str | None, name: str) -> str:
+        return f"{self.collection_path(namespace)}/{quote(name, safe='')}"
+
+
+# Every kind the renderers emit (SPEC §6). Keep it in step with app/rendering: an unknown kind is
+# refused before any call, so that no permission outside REQUIRED_PERMISSIONS is ever needed.
+MANAGED_KINDS: Final[tuple[Kind, ...]] = (
+    Kind("v1", "Service", "services"),
+    Kind("apps/v1", "StatefulSet", "statefulsets"),
+    Kind("apps/v1", "Deployment", "deployments"),
+    Kind("batch/v1", "Job", "jobs"),
+    Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    Kind("kubeflow.org/v1", "PyTorchJob", "pytorchjobs"),
+    Kind("kubeflow.org/v1", "TFJob", "tfjobs"),
+    Kind("kubeflow.org/v2beta1", "MPIJob", "mpijobs"),
+)
+POD: Final = Kind("v1", "Pod", "pods")
+NAMESPACE: Final = Kind("v1", "Namespace", "namespaces", namespaced=False)
+# What observe() lists, one call per kind per cycle: the managed kinds, then their pods (which
+# carry the workload labels from the pod templates).
+OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*MANAGED_KINDS, POD)
+_BY_TYPE: Final[dict[tuple[str, str], Kind]] = {(k.api_version, k.kind): k for k in MANAGED_KINDS}
+
+# Server-side apply needs "patch", and also "create" when the object does not exist yet (the API
+# server authorizes that create separately). observe() needs "list" (it never watches or gets);
+# delete() needs "delete". Discovery (/api, /apis/...) is open to every authenticated user through
+# the built-in system:discovery role, so it needs no rule.
+Permission = tuple[str, str, str]  # (API group, resource, verb)
+REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
+    {(k.group, k.plural, verb) for k in MANAGED_KINDS for verb in ("create", "patch", "delete")}
+    | {(k.group, k.plural, "list") for k in OBSERVED_KINDS}
+)
+# Only with create_namespaces=True: a POST that tolerates 409, so no "get" is needed either.
+NAMESPACE_PERMISSIONS: Final[frozenset[Permission]] = frozenset({("", "namespaces", "create")})
+
+
+def required_permissions(*, create_namespaces: bool) -> frozenset[Permission]:
+    """Every (group, resource, verb) a backend with this setting may call."""
+    return REQUIRED_PERMISSIONS | (NAMESPACE_PERMISSIONS if create_namespaces else frozenset())
+
+
+class TokenBucket:
+    """Client-side rate limit in the manner of client-go's: ``qps`` a second, ``burst`` at once.
+
+    Each call reserves a token, even one not yet refilled, and sleeps until it is due, so that
+    concurrent callers queue fairly instead of polling.
+    """
+
+    def __init__(
+        self,
+        *,
+        qps: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not qps > 0 or qps == float("inf"):
+            raise ValueError("qps must be a positive number")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self.qps = qps
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until it is available; answer how long that took."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+@dataclass(frozen=True, slots=True)
+class _Discovered:
+    """One group-version's discovery answer: the served (plural, kind) pairs, None if absent."""
+
+    at: float
+    resources: frozenset[tuple[str, str]] | None
+
+    def serves(self, kind: Kind) -> bool:
+        return self.resources is not None and (kind.plural, kind.kind) in self.resources
+
+
+def _status(data: bytes) -> dict[str, Any]:
+    """The API server's Status object from an error body, or {} when it is not one."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _message(status: int, data: bytes) -> str:
+    body = _status(data)
+    message = body.get("message")
+    if isinstance(message, str) and message:
+        return message
+    # Not a Status (e.g. "404 page not found" from an unknown group, or a proxy's error page).
+    text = data.decode("utf-8", "replace").strip()
+    return text[:300] or f"HTTP {status}"
+
+
+def _is_missing_namespace(data: bytes) -> bool:
+    details = _status(data).get("details") or {}
+    return isinstance(details, dict) and details.get("kind") == "namespaces"
+
+
+def _is_namespace_terminating(data: bytes) -> bool:
+    details = _status(data).get("details") or {}
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return any(
+        isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes or ()
+    )
+
+
+# Statuses that say nothing against the object: retry later. 401 is a credentials problem of the
+# deployment; 409 (no field conflicts with force=true, but "being deleted" and the like) passes;
+# a 404 or 410 that reaches here was not explained by a missing kind, namespace or list snapshot.
+_RETRYABLE: Final = frozenset({401, 404, 408, 409, 410, 425, 429})
+
+
+def _json(data: bytes, *, what: str) -> dict[str, Any]:
+    """A successful answer's body; anything but a JSON object (a proxy's page?) is an error."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ClusterError(f"{what}: the answer is not JSON: {data[:200]!r}") from exc
+    if not isinstance(parsed, dict):
+        raise ClusterError(f"{what}: the answer is not a JSON object: {data[:200]!r}")
+    return parsed
+
+
+def _error(status: int, data: bytes, *, what: str) -> ClusterError:
+    """The exception for a failed call: rejected (retrying will not help) or a cluster error."""
+    message = _message(status, data)
+    if status >= 500 or status in _RETRYABLE or _is_namespace_terminating(data):
+        return ClusterError(f"{what}: the API server answered {status}: {message}")
+    if 400 <= status < 500:
+        return ObjectRejected(f"{what}: {message}")
+    return ClusterError(f"{what}: unexpected answer {status}: {message}")
+
+
+class KubernetesBackend:
+    """A real cluster, through its API server. Idempotent calls; one list per kind to observe.
+
+    Deletion uses ``propagationPolicy: Foreground`` by default: the object stays visible, marked
+    for deletion, until the garbage collector has removed its pods (and ReplicaSets), so the
+    workload reads ``Deleting`` until its pods are really gone, and a new workload of the same
+    name waits for them (the reconciler holds back names still in use) instead of racing them,
+    which matters for a StatefulSet, whose pod names are fixed. ``Background`` frees the name at
+    once and leaves the pods to the garbage collector.
+
+    Meant for one caller at a time (the reconciler); the rate limit is shared and thread-safe.
+    """
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        *,
+        api_client: ApiClient | None = None,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        create_namespaces: bool = False,
+        qps: float = 50,
+        burst: int = 100,
+        request_timeout: float = 10,
+        page_size: int = 500,
+        propagation_policy: PropagationPolicy = "Foreground",
+        missing_kind_ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Use ``api_client``, or build one from kubeconfig (``KUBECONFIG`` or ~/.kube/config).
+
+        ``page_size`` bounds each list call (``limit``/``continue``); ``missing_kind_ttl`` is how
+        long a kind found missing stays so before discovery is asked again (an operator may be
+        installed at any time).
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self._owns_client = api_client is None
+        self.api_client: ApiClient = (
+            api_client if api_client is not None else _kubeconfig_client(kubeconfig, context)
+        )
+        self.create_namespaces = create_namespaces
+        self.request_timeout = request_timeout
+        self.page_size = page_size
+        self.propagation_policy: PropagationPolicy = propagation_policy
+        self.missing_kind_ttl = missing_kind_ttl
+        self.permissions = required_permissions(create_namespaces=create_namespaces)
+        self._clock = clock
+        self._bucket = TokenBucket(qps=qps, burst=burst, clock=clock, sleep=sleep)
+        self._discovery: dict[str, _Discovered] = {}
+        # Namespaces known to exist (created or found): one POST per namespace per process.
+        self._namespaces: set[str] = set()
+
+    @classmethod
+    def from_environment(
+        cls,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        create_namespaces: bool = False,
+        qps: float = 50,
+        burst: int = 100,
+        request_timeout: float = 10,
+    ) -> KubernetesBackend:
+        """The service account's in-cluster config inside a pod, else kubeconfig.
+
+        An explicit ``kubeconfig`` or ``context`` is used first.
+        """
+        client: ApiClient | None = None
+        if kubeconfig is None and context is None:
+            configuration = Configuration()
+            try:
+                # Refreshes the projected service-account token, which expires.
+                load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration, try_refresh_token=True
+                )
+                client = ApiClient(configuration)
+            except ConfigException:
+                client = None
+        backend = cls(
+            api_client=client,
+            kubeconfig=kubeconfig,
+            context=context,
+            create_namespaces=create_namespaces,
+            qps=qps,
+            burst=burst,
+            request_timeout=request_timeout,
+        )
+        backend._owns_client = True
+        return backend
+
+    def close(self) -> None:
+        """Release the connection pool of a client this backend built."""
+        if self._owns_client:
+            self.api_client.close()  # type: ignore[no-untyped-call]
+
+    # --- the protocol ---------------------------------------------------------------------------
+
+    def apply(self, *, workload_id: str, namespace: str, manifests: Sequence[Manifest]) -> None:
+        # Check every object before the first call, so that a workload whose operator is missing
+        # leaves nothing half-applied behind (e.g. the Service of a PyTorchJob).
+        kinds = [self._managed_kind(m, workload_id=workload_id) for m in manifests]
+        for kind in dict.fromkeys(kinds):
+            if not self._served(kind):
+                raise KindNotInstalled(kind.api_version, kind.kind)
+        if self.create_namespaces:
+            self._ensure_namespace(namespace)
+        for kind, manifest in zip(kinds, manifests, strict=True):
+            self._apply_one(kind, namespace, manifest)
+
+    def delete(self, *, workload_id: str, namespace: str, objects: Sequence[ObjectRef]) -> None:
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": self.propagation_policy,
+        }
+        for ref in objects:
+            kind = _BY_TYPE.get((ref.api_version, ref.kind))
+            if kind is None:
+                raise ObjectRejected(
+                    f"{ref.kind} ({ref.api_version}) is not a kind Runplane manages"
+                )
+            if not self._served(kind):
+                continue  # nothing of a kind the cluster does not serve can exist
+            what = f"delete {ref.kind} {namespace}/{ref.name}"
+            status, data = self._call(
+                "DELETE",
+                kind.object_path(namespace, ref.name),
+                body=options,
+                content_type="application/json",
+                what=what,
+            )
+            # 404: gone already, or its namespace is; either way the desired state holds.
+            if status == 404 or 200 <= status < 300:
+                continue
+            raise _error(status, data, what=what)
+
+    def observe(self) -> Observation:
+        workloads: dict[str, Observed] = {}
+        missing: dict[str, str] = {}
+        calls = 0
+        for kind in OBSERVED_KINDS:
+            if not self._served(kind):
+                missing[kind.key] = str(KindNotInstalled(kind.api_version, kind.kind))
+                continue
+            items, made = self._list(kind)
+            calls += made
+            if items is None:
+                missing[kind.key] = str(KindNotInstalled(kind.api_version, kind.kind))
+                continue
+            group_by_workload(items, workloads, pods=kind is POD)
+        return Observation(workloads=workloads, list_calls=calls, missing_kinds=missing)
+
+    # --- apply ----------------------------------------------------------------------------------
+
+    def _managed_kind(self, manifest: Manifest, *, workload_id: str) -> Kind:
+        api_version, kind_name = manifest.get("apiVersion"), manifest.get("kind")
+        metadata = manifest.get("metadata") or {}
+        name = metadata.get("name")
+        kind = _BY_TYPE.get((str(api_version), str(kind_name)))
+        if kind is None:
+            raise ObjectRejected(f"{kind_name} ({api_version}) is not a kind Runplane manages")
+        if not name:
+            raise ObjectRejected(f"a {kind_name} without metadata.name")
+        # An object without these labels would be invisible to observe() for ever.
+        labels = metadata.get("labels") or {}
+        if labels.get(MANAGED_BY) != "runplane" or labels.get(WORKLOAD_ID_LABEL) != workload_id:
+            raise ObjectRejected(
+                f"{kind_name} {name} lacks the labels {MANAGED_SELECTOR} and "
+                f"{WORKLOAD_ID_LABEL}={workload_id}"
+            )
+        return kind
+
+    def _apply_one(self, kind: Kind, namespace: str, manifest: Manifest) -> None:
+        metadata = dict(manifest["metadata"])
+        metadata.setdefault("namespace", namespace)
+        body = {**manifest, "metadata": metadata}
+        name = metadata["name"]
+        what = f"apply {kind.kind} {namespace}/{name}"
+        path = kind.object_path(namespace, name)
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        for attempt in (1, 2):
+            status, data = self._call(
+                "PATCH", path, query=query, body=body, content_type=APPLY_CONTENT_TYPE, what=what
+            )
+            if 200 <= status < 300:
+                return
+            if status != 404:
+                raise _error(status, data, what=what)
+            if _is_missing_namespace(data):
+                self._namespaces.discard(namespace)
+                if not self.create_namespaces:
+                    # Rejected rather than retried: a ClusterError would hold up every other
+                    # workload behind this one in the reconciler's outbox.
+                    raise ObjectRejected(
+                        f"{what}: namespace {namespace} does not exist, and Runplane may not "
+                        "create namespaces (RUNPLANE_KUBE_CREATE_NAMESPACES=false)"
+                    )
+                if attempt == 1:  # deleted behind our back since we created it: once more
+                    self._ensure_namespace(namespace)
+                    continue
+                raise _error(status, data, what=what)
+            # Server-side apply creates missing objects, so a 404 means the resource itself is
+            # not served (CRD removed since discovery), unless discovery still lists it.
+            self._forget(kind)
+            if not self._served(kind):
+                raise KindNotInstalled(kind.api_version, kind.kind)
+            raise _error(status, data, what=what)
+
+    def _ensure_namespace(self, namespace: str) -> None:
+        if namespace in self._namespaces:
+            return
+        what = f"create namespace {namespace}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {MANAGED_BY: "runplane"}},
+        }
+        status, data = self._call(
+            "POST",
+            NAMESPACE.collection_path(),
+            body=body,
+            content_type="application/json",
+            what=what,
+        )
+        # 409: it exists already (ours or an administrator's, which we leave unlabelled).
+        if not (200 <= status < 300 or status == 409):
+            raise _error(status, data, what=what)
+        if status != 409:
+            log.info("created namespace %s", namespace)
+        self._namespaces.add(namespace)
+
+    # --- observe --------------------------------------------------------------------------------
+
+    def _list(self, kind: Kind) -> tuple[list[Manifest] | None, int]:
+        """Every managed object of a kind across namespaces, page by page; None if not served.
+
+        Answers the items and how many list calls that took. A continue token that expired
+        (410: the snapshot was compacted away) restarts the list, as a relist after a watch's 410.
+        """
+        calls = 0
+        what = f"list {kind.plural}"
+        for _ in range(3):
+            items: list[Manifest] = []
+            token: str | None = None
+            while True:
+                query = [("labelSelector", MANAGED_SELECTOR), ("limit", str(self.page_size))]
+                if token:
+                    query.append(("continue", token))
+                status, data = self._call("GET", kind.collection_path(), query=query, what=what)
+                calls += 1
+                if status == 410 and token:
+                    break  # relist from the start
+                if status == 404:
+                    # A collection never 404s while its resource is served: the CRD is gone.
+                    self._forget(kind)
+                    if self._served(kind):
+                        raise _error(status, data, what=what)
+                    return None, calls
+                if not 200 <= status < 300:
+                    raise _error(status, data, what=what)
+                page = _json(data, what=what)
+                for item in page.get("items") or ():
+                    # List items of built-in kinds come without apiVersion and kind (the list
+                    # names them once); status derivation and callers look objects up by kind.
+                    item.setdefault("apiVersion", kind.api_version)
+                    item.setdefault("kind", kind.kind)
+                    items.append(item)
+                token = (page.get("metadata") or {}).get("continue") or None
+                if token is None:
+                    return items, calls
+        raise ClusterError(f"{what}: the list kept expiring before it could be read to its end")
+
+    # --- discovery ------------------------------------------------------------------------------
+
+    def _served(self, kind: Kind) -> bool:
+        """Whether the API server serves the kind, from its group-version's discovery document.
+
+        A kind found is remembered until a call for it 404s; a kind missing (or its whole
+        group-version) for ``missing_kind_ttl`` seconds, so that installing an operator or one
+        more CRD is noticed soon after.
+        """
+        found = self._discovery.get(kind.api_version)
+        if found is None or (
+            not found.serves(kind) and self._clock() - found.at >= self.missing_kind_ttl
+        ):
+            found = self._discover(kind)
+            self._discovery[kind.api_version] = found
+        return found.serves(kind)
+
+    def _forget(self, kind: Kind) -> None:
+        self._discovery.pop(kind.api_version, None)
+
+    def _discover(self, kind: Kind) -> _Discovered:
+        what = f"discover {kind.api_version}"
+        status, data = self._call("GET", kind.group_version_path, what=what)
+        now = self._clock()
+        if status == 404:
+            log.info("the cluster does not serve %s", kind.api_version)
+            return _Discovered(now, None)
+        if not 200 <= status < 300:
+            raise _error(status, data, what=what)
+        resources = frozenset(
+            (r["name"], r["kind"])
+            for r in _json(data, what=what).get("resources") or ()
+            if "/" not in r.get("name", "/")  # subresources such as pods/status
+        )
+        return _Discovered(now, resources)
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        query: Sequence[tuple[str, str]] = (),
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> tuple[int, bytes]:
+        """One rate-limited request; answers the status and the raw body.
+
+        The client's generated API methods would deserialise every list into model objects; the
+        raw body costs one orjson parse. Transport failures become :class:`ClusterError`.
+        """
+        self._bucket.acquire()
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            method, url, headers, _, _ = self.api_client.param_serialize(
+                method,
+                path,
+                query_params=list(query),
+                header_params=headers,
+                auth_settings=["BearerToken"],
+            )
+            response = self.api_client.call_api(
+                method, url, headers, body=body, _request_timeout=self.request_timeout
+            )
+            try:
+                data: bytes = response.read()  # type: ignore[no-untyped-call]
+            finally:
+                response.response.release_conn()
+        except (urllib3.exceptions.HTTPError, ApiException, ConfigException, OSError) as exc:
+            host = self.api_client.configuration.host
+            raise ClusterUnreachable(
+                f"{what}: cannot reach the Kubernetes API at {host}: {exc}"
+            ) from exc
+        return int(response.status), data
+
+
+def _kubeconfig_client(kubeconfig: str | None, context: str | None) -> ApiClient:
+    # Read KUBECONFIG now: the client's default was fixed when it was imported. Like kubectl's,
+    # it may list several files (merged).
+    path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    configuration = Configuration()
+    try:
+        # persist_config=False: never write refreshed credentials back into the user's file.
+        load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except (ConfigException, OSError) as exc:
+        raise ClusterError(
+            "no Kubernetes configuration: not running in a pod, and no usable kubeconfig "
+            f"({path}): {exc}"
+        ) from exc
+    return ApiClient(configuration)

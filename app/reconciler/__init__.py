@@ -1,0 +1,1 @@
+"""The reconciler: applies workloads to the cluster and derives their status from what it sees."""

@@ -1,0 +1,358 @@
+"""Workload endpoints (thin): submit the four types, read, list, events, manifests, lifecycle."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from fastapi.responses import JSONResponse, Response
+
+from app.audit.recorder import AuditedRoute, insert_cte, record_of
+from app.deps import AccessDep, CurrentPrincipal, SessionDep, SettingsDep
+from app.openapi import responses
+from app.schemas import PageParams, page_params
+from app.workloads import schemas, service
+from app.workloads.spec import WorkloadType
+
+router = APIRouter(prefix="/workloads", tags=["workloads"], route_class=AuditedRoute)
+
+DryRun = Annotated[
+    bool,
+    Query(
+        alias="dryRun",
+        description="Resolve, validate and render; answer 200 with the result; store nothing.",
+    ),
+]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Replays the first answer for 24 h; the same key with another body is 422.",
+    ),
+]
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": schemas.DryRun, "description": "Dry run: what would be stored and applied"},
+    201: {"model": schemas.Workload, "description": "Accepted"},
+    **responses(404, 409),
+}
+
+
+def _submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    access: AccessDep,
+    *,
+    workload_type: WorkloadType,
+    body: schemas.Submission,
+    dry_run: bool,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    audit = record_of(request.scope)
+    audit.target = f"{body.project}/{body.name}"
+    access.check_project(body.project)
+    # Keys are the caller's own: scoped by the principal's stable id, not its display name.
+    principal_id = access.principal.id
+    digest = ""
+    if idempotency_key and not dry_run:
+        digest = service.request_hash(
+            request.url.path, service.dumps(body.model_dump(mode="json", exclude_unset=True))
+        )
+        stored = service.replay(session, principal=principal_id, key=idempotency_key, digest=digest)
+        if stored is not None:
+            headers = {"Location": stored.location} if stored.location else None
+            return JSONResponse(stored.response, status_code=stored.status, headers=headers)
+    prepared = service.prepare(session, workload_type=workload_type, body=body, settings=settings)
+    if dry_run:
+        result = schemas.DryRun(
+            spec=prepared.spec,
+            applied_defaults=prepared.applied_defaults,
+            policy=prepared.policy,
+            manifests=prepared.manifests,
+        )
+        return JSONResponse(result.model_dump(mode="json"))
+    workload = service.store(
+        session,
+        workload_type=workload_type,
+        name=body.name,
+        prepared=prepared,
+        audit_entry=lambda w: insert_cte(
+            request.scope, status=201, target=str(prepared.id), when=w
+        ),
+    )
+    audit.target, audit.staged = str(workload.id), True
+    content = workload.model_dump(mode="json")
+    location = f"/api/v1/workloads/{workload.id}"
+    if idempotency_key:
+        service.remember(
+            session,
+            principal=principal_id,
+            key=idempotency_key,
+            digest=digest,
+            status=201,
+            response=content,
+            location=location,
+        )
+    return JSONResponse(content, status_code=201, headers={"Location": location})
+
+
+@router.post(
+    "/interactives",
+    operation_id="submitInteractive",
+    status_code=201,
+    response_model=None,
+    responses=SUBMIT_RESPONSES,
+)
+def submit_interactive(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    access: AccessDep,
+    body: schemas.InteractiveSubmission,
+    dry_run: DryRun = False,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    return _submit(
+        request,
+        session,
+        settings,
+        access,
+        workload_type="interactive",
+        body=body,
+        dry_run=dry_run,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.post(
+    "/trainings",
+    operation_id="submitTraining",
+    status_code=201,
+    response_model=None,
+    responses=SUBMIT_RESPONSES,
+)
+def submit_training(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    access: AccessDep,
+    body: schemas.TrainingSubmission,
+    dry_run: DryRun = False,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    return _submit(
+        request,
+        session,
+        settings,
+        access,
+        workload_type="training",
+        body=body,
+        dry_run=dry_run,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.post(
+    "/distributed",
+    operation_id="submitDistributed",
+    status_code=201,
+    response_model=None,
+    responses=SUBMIT_RESPONSES,
+)
+def submit_distributed(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    access: AccessDep,
+    body: schemas.DistributedSubmission,
+    dry_run: DryRun = False,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    return _submit(
+        request,
+        session,
+        settings,
+        access,
+        workload_type="distributed",
+        body=body,
+        dry_run=dry_run,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.post(
+    "/inferences",
+    operation_id="submitInference",
+    status_code=201,
+    response_model=None,
+    responses=SUBMIT_RESPONSES,
+)
+def submit_inference(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    access: AccessDep,
+    body: schemas.InferenceSubmission,
+    dry_run: DryRun = False,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    return _submit(
+        request,
+        session,
+        settings,
+        access,
+        workload_type="inference",
+        body=body,
+        dry_run=dry_run,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.get("", operation_id="listWorkloads", response_model=schemas.WorkloadPage)
+def list_workloads(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: Annotated[PageParams, Depends(page_params)],
+    project: Annotated[str | None, Query(max_length=63, description="Project name.")] = None,
+    workload_type: Annotated[
+        schemas.WorkloadTypeName | None, Query(alias="type", description="Workload type.")
+    ] = None,
+    phase: Annotated[schemas.Phase | None, Query(description="Current phase.")] = None,
+    deleted: Annotated[bool, Query(description="List deleted workloads instead.")] = False,
+) -> schemas.WorkloadPage:
+    rows, nxt = service.list_page(
+        session,
+        page,
+        visible_to=principal,
+        project=project,
+        workload_type=workload_type,
+        phase=phase,
+        deleted=deleted,
+    )
+    return schemas.WorkloadPage(items=[service.to_read(w) for w in rows], next=nxt)
+
+
+WorkloadId = Annotated[uuid.UUID, Path(alias="workloadId", description="Workload id.")]
+YAML = "application/yaml"
+
+
+@router.get(
+    "/{workloadId}",
+    operation_id="getWorkload",
+    response_model=schemas.Workload,
+    responses=responses(404),
+)
+def get_workload(
+    session: SessionDep, principal: CurrentPrincipal, workload_id: WorkloadId
+) -> schemas.Workload:
+    return service.to_read(service.get(session, workload_id, visible_to=principal))
+
+
+@router.get(
+    "/{workloadId}/events",
+    operation_id="listWorkloadEvents",
+    response_model=schemas.WorkloadEventPage,
+    responses=responses(404),
+)
+def list_workload_events(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    workload_id: WorkloadId,
+    page: Annotated[PageParams, Depends(page_params)],
+) -> schemas.WorkloadEventPage:
+    workload = service.get(session, workload_id, visible_to=principal)
+    rows, nxt = service.events_page(session, workload, page)
+    return schemas.WorkloadEventPage(
+        items=[
+            schemas.WorkloadEvent(
+                id=e.id,
+                time=e.created_at,
+                type=e.type,
+                phase=e.phase,
+                reason=e.reason,
+                message=e.message,
+            )
+            for e in rows
+        ],
+        next=nxt,
+    )
+
+
+@router.get(
+    "/{workloadId}/manifests",
+    operation_id="getWorkloadManifests",
+    response_model=list[dict[str, Any]],
+    responses={
+        200: {
+            "description": "The rendered Kubernetes objects; multi-document YAML on request",
+            "content": {YAML: {"schema": {"type": "string"}}},
+        },
+        **responses(404),
+    },
+)
+def get_workload_manifests(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    workload_id: WorkloadId,
+    accept: Annotated[str | None, Header(alias="Accept")] = None,
+) -> Response:
+    manifests = service.get(session, workload_id, visible_to=principal, manifests=True).manifests
+    if accept and ("yaml" in accept) and "json" not in accept.split(",")[0]:
+        text = yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True)
+        return Response(text, media_type=YAML)
+    return JSONResponse(manifests)
+
+
+def _accepted(workload: Any) -> JSONResponse:
+    return JSONResponse(
+        service.to_read(workload).model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+    )
+
+
+LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": schemas.Workload, "description": "Accepted; the reconciler does the work"},
+    **responses(404, 409),
+}
+
+
+@router.post(
+    "/{workloadId}/suspend",
+    operation_id="suspendWorkload",
+    status_code=202,
+    response_model=None,
+    responses=LIFECYCLE_RESPONSES,
+)
+def suspend_workload(
+    session: SessionDep, access: AccessDep, workload_id: WorkloadId
+) -> JSONResponse:
+    return _accepted(service.suspend(session, workload_id, access=access))
+
+
+@router.post(
+    "/{workloadId}/resume",
+    operation_id="resumeWorkload",
+    status_code=202,
+    response_model=None,
+    responses=LIFECYCLE_RESPONSES,
+)
+def resume_workload(
+    session: SessionDep, access: AccessDep, workload_id: WorkloadId
+) -> JSONResponse:
+    return _accepted(service.resume(session, workload_id, access=access))
+
+
+@router.delete(
+    "/{workloadId}",
+    operation_id="deleteWorkload",
+    status_code=202,
+    response_model=None,
+    responses=LIFECYCLE_RESPONSES,
+)
+def delete_workload(
+    session: SessionDep, access: AccessDep, workload_id: WorkloadId
+) -> JSONResponse:
+    return _accepted(service.delete(session, workload_id, access=access))

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Submission throughput against `runplane serve`, beside the raw PostgreSQL INSERT rate.
+#
+#   bench/bench_submit.sh [WORKERS] [SECONDS]
+#
+# Needs wrk and pgbench, and DATABASE_URL pointing at a PostgreSQL server (a scratch database is
+# created there and dropped). Traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKERS=${1:-3}
+SECONDS_=${2:-15}
+PORT=${PORT:-8765}
+: "${DATABASE_URL:?set DATABASE_URL to a PostgreSQL server}"
+BASE=${DATABASE_URL/postgresql+psycopg:/postgresql:}
+DB=runplane_bench_$$
+psql "$BASE" -qc "CREATE DATABASE $DB"
+URL=$(.venv/bin/python -c "
+from sqlalchemy.engine import make_url; import sys
+print(make_url(sys.argv[1]).set(database=sys.argv[2]).render_as_string(hide_password=False))" "$BASE" "$DB")
+trap 'kill $SERVER 2>/dev/null || true; sleep 1; psql "$BASE" -qc "DROP DATABASE $DB WITH (FORCE)"' EXIT
+
+echo "== raw PostgreSQL: one-row INSERT transactions, 8 clients (pgbench)"
+psql "$URL" -qc "CREATE TABLE bench_rows (id uuid PRIMARY KEY, name text, spec jsonb, created_at timestamptz)"
+pgbench -n -c 8 -j 2 -T "$SECONDS_" -f bench/insert.sql "$URL" 2>/dev/null | grep -E "^tps|latency average"
+
+echo "== runplane serve --workers $WORKERS"
+DATABASE_URL="$URL" RUNPLANE_LOG_LEVEL=WARNING .venv/bin/runplane migrate >/dev/null
+DATABASE_URL="$URL" RUNPLANE_LOG_LEVEL=WARNING .venv/bin/runplane serve --port "$PORT" \
+  --workers "$WORKERS" --no-reconciler >/tmp/runplane-bench-serve.log 2>&1 &
+SERVER=$!
+for _ in $(seq 100); do curl -sf "127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
+AUTH="Authorization: Bearer runplane-dev-admin-token"
+curl -sf -XPOST "127.0.0.1:$PORT/api/v1/projects" -H "$AUTH" -H 'Content-Type: application/json' \
+  -d '{"name":"bench"}' >/dev/null
+curl -sf -XPUT "127.0.0.1:$PORT/api/v1/policies/global/trainings" -H "$AUTH" \
+  -H 'Content-Type: application/json' \
+  -d '{"defaults":{"imagePullPolicy":"IfNotPresent","compute":{"cpuCoreLimit":4}},"rules":{"compute":{"gpuDevicesRequest":{"max":8}},"image":{"pattern":"[a-z0-9./:_-]+"}}}' >/dev/null
+RUN=warm wrk -t2 -c8 -d3s -s bench/submit.lua "http://127.0.0.1:$PORT" >/dev/null
+echo "-- 8 connections, as fast as possible (wrk)"
+RUN=wrk wrk -t2 -c8 -d"${SECONDS_}s" -s bench/submit.lua "http://127.0.0.1:$PORT" | tail -1
+echo "-- fixed 200 submissions/s (open loop)"
+RUN=rate .venv/bin/python bench/rate.py "http://127.0.0.1:$PORT" 200 "$SECONDS_"

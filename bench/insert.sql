@@ -1,0 +1,1 @@
+INSERT INTO bench_rows (id, name, spec, created_at) VALUES (gen_random_uuid(), 'x' || random()::text, '{"image":"pytorch/pytorch:2.4","compute":{"gpuDevicesRequest":1,"cpuCoreRequest":2,"cpuMemoryRequest":"8Gi"},"environmentVariables":[{"name":"EPOCHS","value":"10"}]}'::jsonb, now());

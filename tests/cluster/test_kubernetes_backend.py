@@ -1,0 +1,857 @@
+"""The ``kubernetes`` backend at the HTTP level, against a Kubernetes-aware fake API server.
+
+The fake is kmock's emulator, extended in :mod:`tests.cluster.kube_fake`; the manifests come from
+:mod:`tests.cluster.kube_samples`, which a real-cluster suite can reuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import yaml
+from kubernetes.config import incluster_config
+
+from app.cluster.backend import (
+    MANAGED_SELECTOR,
+    ClusterError,
+    KindNotInstalled,
+    ObjectRef,
+    ObjectRejected,
+)
+from app.cluster.kubernetes import (
+    MANAGED_KINDS,
+    NAMESPACE_PERMISSIONS,
+    OBSERVED_KINDS,
+    REQUIRED_PERMISSIONS,
+    KubernetesBackend,
+    Permission,
+    TokenBucket,
+    required_permissions,
+)
+from tests.cluster import kube_samples as samples
+from tests.cluster.kube_fake import FakeKubeAPI
+
+NS = samples.NAMESPACE
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+N_OBSERVED = len(OBSERVED_KINDS)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def refs(manifests: list[dict[str, Any]]) -> list[ObjectRef]:
+    return [ObjectRef.of(m) for m in manifests]
+
+
+@pytest.fixture
+def api() -> Iterator[FakeKubeAPI]:
+    with FakeKubeAPI() as fake:
+        fake.add_namespace(NS)
+        yield fake
+
+
+def make_backend(api: FakeKubeAPI, **options: Any) -> KubernetesBackend:
+    options.setdefault("qps", 10_000)
+    options.setdefault("burst", 10_000)
+    return KubernetesBackend(api_client=api.api_client(), **options)
+
+
+@pytest.fixture
+def backend(api: FakeKubeAPI) -> KubernetesBackend:
+    return make_backend(api)
+
+
+def patches(api: FakeKubeAPI) -> list[kmock.Request]:
+    return [r for r in api.calls() if r.method == kmock.method.PATCH]
+
+
+def lists(api: FakeKubeAPI, since: int = 0) -> list[kmock.Request]:
+    """The list calls (discovery documents, also GETs without a name, excepted)."""
+    return [
+        r
+        for r in api.requests()[since:]
+        if r.action == kmock.action.LIST and r.resource is not None and r.resource.plural
+    ]
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
+
+
+# --- apply ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "path"),
+    [
+        ("v1/Service", f"/api/v1/namespaces/{NS}/services/obj"),
+        ("apps/v1/StatefulSet", f"/apis/apps/v1/namespaces/{NS}/statefulsets/obj"),
+        ("apps/v1/Deployment", f"/apis/apps/v1/namespaces/{NS}/deployments/obj"),
+        ("batch/v1/Job", f"/apis/batch/v1/namespaces/{NS}/jobs/obj"),
+        (
+            "autoscaling/v2/HorizontalPodAutoscaler",
+            f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/obj",
+        ),
+        ("kubeflow.org/v1/PyTorchJob", f"/apis/kubeflow.org/v1/namespaces/{NS}/pytorchjobs/obj"),
+        ("kubeflow.org/v1/TFJob", f"/apis/kubeflow.org/v1/namespaces/{NS}/tfjobs/obj"),
+        ("kubeflow.org/v2beta1/MPIJob", f"/apis/kubeflow.org/v2beta1/namespaces/{NS}/mpijobs/obj"),
+    ],
+)
+def test_apply_is_a_server_side_apply_patch_to_the_object_url(
+    api: FakeKubeAPI, backend: KubernetesBackend, key: str, path: str
+) -> None:
+    wid = new_id()
+    manifest = samples.BY_KIND[key](wid, name="obj")
+    backend.apply(workload_id=wid, namespace=NS, manifests=[manifest])
+
+    (request,) = patches(api)
+    assert request.url.path == path
+    assert request.params == {"fieldManager": "runplane", "force": "true"}
+    assert request.headers["Content-Type"] == "application/apply-patch+yaml"
+    assert request.data == manifest
+
+
+def test_every_managed_kind_has_a_sample() -> None:
+    assert set(samples.BY_KIND) == {f"{k.api_version}/{k.kind}" for k in MANAGED_KINDS}
+
+
+def test_apply_stores_every_object_of_each_workload_type(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    for workload_type in samples.WORKLOAD_TYPES:
+        wid = new_id()
+        manifests = samples.workload(workload_type, wid, name=workload_type)
+        backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
+    assert set(api.stored("apps/v1/statefulsets")) == {(NS, "interactive")}
+    assert set(api.stored("apps/v1/deployments")) == {(NS, "inference")}
+    assert set(api.stored("v1/services")) == {(NS, "interactive"), (NS, "inference")}
+    assert set(api.stored("kubeflow.org/v2beta1/mpijobs")) == {(NS, "mpi")}
+
+
+def test_apply_fills_in_the_namespace_without_touching_the_input(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    manifest = samples.job(wid, name="train")
+    del manifest["metadata"]["namespace"]
+    before = copy.deepcopy(manifest)
+    backend.apply(workload_id=wid, namespace=NS, manifests=[manifest])
+    assert manifest == before
+    assert patches(api)[0].data["metadata"]["namespace"] == NS
+
+
+def test_applying_the_stopped_form_updates_the_object(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+    backend.apply(
+        workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t", suspend=True)]
+    )
+    assert api.stored("batch/v1/jobs")[NS, "t"]["spec"]["suspend"] is True
+
+
+def test_apply_refuses_a_kind_runplane_does_not_manage(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "labels": samples.labels(wid, "training")},
+    }
+    with pytest.raises(ObjectRejected, match="ConfigMap"):
+        backend.apply(workload_id=wid, namespace=NS, manifests=[config_map])
+    assert not list(api.calls())
+
+
+def test_apply_refuses_objects_observe_could_not_see(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    manifest = samples.job(wid, name="t")
+    with pytest.raises(ObjectRejected, match="runplane.io/workload-id"):
+        backend.apply(workload_id=new_id(), namespace=NS, manifests=[manifest])
+    del manifest["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    with pytest.raises(ObjectRejected, match="managed-by"):
+        backend.apply(workload_id=wid, namespace=NS, manifests=[manifest])
+    assert not list(api.calls())
+
+
+# --- namespaces ----------------------------------------------------------------------------------
+
+
+def test_apply_creates_the_namespace_once_when_allowed(api: FakeKubeAPI) -> None:
+    backend = make_backend(api, create_namespaces=True)
+    wid = new_id()
+    manifests = samples.workload("interactive", wid, name="nb", namespace="runplane-new")
+    backend.apply(workload_id=wid, namespace="runplane-new", manifests=manifests)
+    backend.apply(workload_id=wid, namespace="runplane-new", manifests=manifests)
+
+    posts = [r for r in api.calls() if r.method == kmock.method.POST]
+    assert len(posts) == 1
+    assert posts[0].url.path == "/api/v1/namespaces"
+    assert posts[0].data["metadata"] == {
+        "name": "runplane-new",
+        "labels": {"app.kubernetes.io/managed-by": "runplane"},
+    }
+    assert len(patches(api)) == 4
+    assert set(api.stored("apps/v1/statefulsets")) == {("runplane-new", "nb")}
+
+
+def test_an_existing_namespace_is_left_as_it_is(api: FakeKubeAPI) -> None:
+    backend = make_backend(api, create_namespaces=True)
+    wid = new_id()
+    backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+    assert [r.method for r in api.calls()] == [kmock.method.POST, kmock.method.PATCH]
+    assert "labels" not in api.stored("v1/namespaces")[None, NS]["metadata"]  # 409, no change
+
+
+def test_a_namespace_deleted_behind_our_back_is_created_again(api: FakeKubeAPI) -> None:
+    backend = make_backend(api, create_namespaces=True)
+    wid = new_id()
+    backend.apply(workload_id=wid, namespace="runplane-x", manifests=[])
+    del api.handler.objects["v1/namespaces", None, "runplane-x"]
+    backend.apply(
+        workload_id=wid,
+        namespace="runplane-x",
+        manifests=[samples.job(wid, name="t", namespace="runplane-x")],
+    )
+    methods = [r.method for r in api.calls()]
+    assert methods == [kmock.method.POST, kmock.method.PATCH, kmock.method.POST, kmock.method.PATCH]
+    assert ("runplane-x", "t") in api.stored("batch/v1/jobs")
+
+
+def test_a_missing_namespace_rejects_the_workload_when_creation_is_off(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    job = samples.job(wid, name="t", namespace="runplane-absent")
+    with pytest.raises(ObjectRejected, match="namespace runplane-absent does not exist"):
+        backend.apply(workload_id=wid, namespace="runplane-absent", manifests=[job])
+    assert all(r.method != kmock.method.POST for r in api.calls())
+
+
+# --- missing CRDs --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bare_api() -> Iterator[FakeKubeAPI]:
+    """A cluster without the Kubeflow and MPI operators."""
+    with FakeKubeAPI(kubeflow=False) as fake:
+        fake.add_namespace(NS)
+        yield fake
+
+
+@pytest.mark.parametrize(
+    ("workload_type", "api_version", "kind"),
+    [
+        ("pytorch", "kubeflow.org/v1", "PyTorchJob"),
+        ("tf", "kubeflow.org/v1", "TFJob"),
+        ("mpi", "kubeflow.org/v2beta1", "MPIJob"),
+    ],
+)
+def test_apply_of_a_kind_without_its_crd_raises_kind_not_installed(
+    bare_api: FakeKubeAPI, workload_type: str, api_version: str, kind: str
+) -> None:
+    backend = make_backend(bare_api)
+    wid = new_id()
+    manifests = samples.workload(workload_type, wid, name="dist")
+    with pytest.raises(KindNotInstalled) as caught:
+        backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
+    assert (caught.value.api_version, caught.value.kind) == (api_version, kind)
+    assert "operator" in str(caught.value)
+    assert not list(bare_api.calls())
+
+
+def test_a_workload_with_a_missing_kind_leaves_nothing_half_applied(bare_api: FakeKubeAPI) -> None:
+    backend = make_backend(bare_api)
+    wid = new_id()
+    manifests = [samples.service(wid, name="d"), samples.pytorchjob(wid, name="d")]
+    with pytest.raises(KindNotInstalled):
+        backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
+    assert not bare_api.stored("v1/services")
+
+
+def test_apply_404_for_a_crd_removed_since_discovery_raises_kind_not_installed(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    backend.observe()  # discovery now says kubeflow.org/v1 serves pytorchjobs
+    api.undeclare("kubeflow.org/v1/pytorchjobs")
+    wid = new_id()
+    with pytest.raises(KindNotInstalled) as caught:
+        backend.apply(workload_id=wid, namespace=NS, manifests=[samples.pytorchjob(wid, name="d")])
+    assert caught.value.kind == "PyTorchJob"
+    assert len(patches(api)) == 1
+    # The TFJob CRD of the same group is still there.
+    backend.apply(workload_id=wid, namespace=NS, manifests=[samples.tfjob(wid, name="d")])
+
+
+def test_observe_skips_and_reports_missing_kinds(bare_api: FakeKubeAPI) -> None:
+    backend = make_backend(bare_api)
+    observation = backend.observe()
+    assert set(observation.missing_kinds) == set(samples.KUBEFLOW_KINDS)
+    assert "install the MPI operator" in observation.missing_kinds["kubeflow.org/v2beta1/MPIJob"]
+    assert observation.list_calls == N_OBSERVED - 3
+    assert not [r for r in lists(bare_api) if "kubeflow.org" in r.url.path]
+
+
+def test_observe_notices_operators_and_crds_installed_later(bare_api: FakeKubeAPI) -> None:
+    now = [1000.0]
+    backend = make_backend(bare_api, missing_kind_ttl=30, clock=lambda: now[0])
+    bare_api.declare("kubeflow.org/v1/pytorchjobs", "PyTorchJob")
+    assert set(backend.observe().missing_kinds) == {
+        "kubeflow.org/v1/TFJob",
+        "kubeflow.org/v2beta1/MPIJob",
+    }
+    bare_api.declare("kubeflow.org/v1/tfjobs", "TFJob")  # one more CRD in a served group
+    bare_api.declare("kubeflow.org/v2beta1/mpijobs", "MPIJob")  # a new group-version
+    assert len(backend.observe().missing_kinds) == 2  # remembered as missing for a while
+    now[0] += 31
+    observation = backend.observe()
+    assert observation.missing_kinds == {}
+    assert observation.list_calls == N_OBSERVED
+
+
+def test_observe_treats_a_list_404_as_a_removed_crd(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    assert backend.observe().missing_kinds == {}
+    api.undeclare("kubeflow.org/v1/pytorchjobs")
+    observation = backend.observe()
+    assert set(observation.missing_kinds) == {"kubeflow.org/v1/PyTorchJob"}
+    assert observation.list_calls == N_OBSERVED  # the failed list counts
+    assert backend.observe().list_calls == N_OBSERVED - 1
+
+
+# --- observe -------------------------------------------------------------------------------------
+
+
+def apply_all_types(
+    backend: KubernetesBackend, count: int, *, prefix: str = "w"
+) -> list[tuple[str, str]]:
+    """``count`` workloads of every type; answers (workload id, type) pairs."""
+    applied = []
+    for i in range(count):
+        for workload_type in samples.WORKLOAD_TYPES:
+            wid = new_id()
+            manifests = samples.workload(workload_type, wid, name=f"{prefix}{i}-{workload_type}")
+            backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
+            applied.append((wid, workload_type))
+    return applied
+
+
+def test_observe_makes_one_list_call_per_kind_whatever_the_number_of_workloads(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    for count in (1, 8):
+        apply_all_types(backend, count, prefix=f"c{count}-")
+        since = len(api.requests())
+        observation = backend.observe()
+        assert observation.list_calls == N_OBSERVED
+        calls = lists(api, since)
+        assert sorted(r.url.path for r in calls) == sorted(
+            k.collection_path() for k in OBSERVED_KINDS
+        )
+        assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in calls)
+        assert len(api.requests()) == since + N_OBSERVED  # discovery is cached
+    assert len(observation.workloads) == 9 * len(samples.WORKLOAD_TYPES)
+
+
+def test_observe_groups_objects_and_pods_by_workload(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    applied = dict(apply_all_types(backend, 1))
+    by_type = {t: wid for wid, t in applied.items()}
+    training, inference = by_type["training"], by_type["inference"]
+    api.put("v1/pods", samples.pod(training, name="train-0-abcde"))
+    api.put("v1/pods", samples.pod(inference, name="serve-1", workload_type="inference"))
+    api.put("v1/pods", samples.pod(inference, name="serve-2", workload_type="inference"))
+    unmanaged = samples.pod(new_id(), name="someone-elses")
+    del unmanaged["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    api.put("v1/pods", unmanaged)
+
+    observation = backend.observe()
+    assert set(observation.workloads) == set(applied)
+    inf = observation.of(inference)
+    assert sorted(o["kind"] for o in inf.objects) == [
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Service",
+    ]
+    assert sorted(p["metadata"]["name"] for p in inf.pods) == ["serve-1", "serve-2"]
+    assert [p["metadata"]["name"] for p in observation.of(training).pods] == ["train-0-abcde"]
+    assert [o["kind"] for o in observation.of(by_type["mpi"]).objects] == ["MPIJob"]
+    assert observation.of(new_id()).objects == []
+
+
+def test_observe_returns_objects_as_the_server_sends_them_with_their_kind(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    pod = samples.pod(wid, name="p", phase="Pending")
+    pod["status"]["conditions"] = [{"type": "PodScheduled", "status": "False"}]
+    api.put("v1/pods", pod)
+    backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+
+    observed = backend.observe().of(wid)
+    # The fake, like a real server, drops apiVersion and kind from built-in list items.
+    assert observed.pods == [pod]
+    assert observed.objects == [samples.job(wid, name="t")]
+
+
+def test_observe_follows_continue_pagination(api: FakeKubeAPI) -> None:
+    backend = make_backend(api, page_size=2)
+    wid = new_id()
+    for i in range(5):
+        api.put("v1/pods", samples.pod(wid, name=f"p{i}"))
+    observation = backend.observe()
+    assert sorted(p["metadata"]["name"] for p in observation.of(wid).pods) == [
+        f"p{i}" for i in range(5)
+    ]
+    pod_lists = [r for r in lists(api) if r.url.path == "/api/v1/pods"]
+    assert [r.params.get("limit") for r in pod_lists] == ["2", "2", "2"]
+    assert "continue" not in pod_lists[0].params
+    assert all(r.params.get("continue") for r in pod_lists[1:])
+    assert observation.list_calls == N_OBSERVED - 1 + 3
+
+
+def test_observe_relists_when_a_continue_token_expires(api: FakeKubeAPI) -> None:
+    backend = make_backend(api, page_size=2)
+    wid = new_id()
+    for i in range(5):
+        api.put("v1/pods", samples.pod(wid, name=f"p{i}"))
+    api.handler.expire_continue = 1
+    observation = backend.observe()
+    assert sorted(p["metadata"]["name"] for p in observation.of(wid).pods) == [
+        f"p{i}" for i in range(5)
+    ]
+    pod_lists = [r for r in lists(api) if r.url.path == "/api/v1/pods"]
+    assert len(pod_lists) == 2 + 3  # a page, the 410, then the whole list again
+
+    api.handler.expire_continue = 100
+    with pytest.raises(ClusterError, match="expiring"):
+        backend.observe()
+
+
+def test_observe_fails_whole_on_a_server_error(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    (
+        api.handler[kmock.action.LIST][kmock.resource("v1/pods")]
+        << 500
+        << status_body(500, "InternalError", "etcdserver: request timed out")
+    )
+    with pytest.raises(ClusterError, match="etcdserver: request timed out") as caught:
+        backend.observe()
+    assert not isinstance(caught.value, ObjectRejected)
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_a_422_is_object_rejected_with_the_servers_message(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    message = (
+        'Deployment.apps "serve" is invalid: spec.template.spec.containers[0].image: Required value'
+    )
+    api.handler[kmock.method.PATCH] << 422 << status_body(422, "Invalid", message)
+    wid = new_id()
+    with pytest.raises(ObjectRejected) as caught:
+        backend.apply(
+            workload_id=wid, namespace=NS, manifests=[samples.deployment(wid, name="serve")]
+        )
+    assert message in str(caught.value)
+    assert f"Deployment {NS}/serve" in str(caught.value)
+
+
+def test_a_403_is_object_rejected(api: FakeKubeAPI, backend: KubernetesBackend) -> None:
+    message = 'jobs.batch "t" is forbidden: exceeded quota: gpu, requested: nvidia.com/gpu=8'
+    api.handler[kmock.method.PATCH] << 403 << status_body(403, "Forbidden", message)
+    wid = new_id()
+    with pytest.raises(ObjectRejected, match="exceeded quota"):
+        backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+
+
+def test_a_terminating_namespace_is_retried_later(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    body = status_body(403, "Forbidden", "unable to create new content in namespace x")
+    body["details"] = {"causes": [{"reason": "NamespaceTerminating"}]}
+    api.handler[kmock.method.PATCH] << 403 << body
+    wid = new_id()
+    with pytest.raises(ClusterError) as caught:
+        backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+    assert not isinstance(caught.value, ObjectRejected)
+
+
+@pytest.mark.parametrize("code", [500, 503, 429, 409, 401])
+def test_server_errors_and_throttling_are_cluster_errors(
+    api: FakeKubeAPI, backend: KubernetesBackend, code: int
+) -> None:
+    api.handler[kmock.method.PATCH] << code << status_body(code, "Whatever", "try again later")
+    wid = new_id()
+    with pytest.raises(ClusterError, match="try again later") as caught:
+        backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+    assert not isinstance(caught.value, ObjectRejected)
+
+
+def test_a_non_status_error_body_is_quoted(api: FakeKubeAPI, backend: KubernetesBackend) -> None:
+    api.handler[kmock.method.PATCH] << 502 << b"<html>Bad Gateway</html>"
+    wid = new_id()
+    with pytest.raises(ClusterError, match="Bad Gateway"):
+        backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_connection_refused_is_a_cluster_error(api: FakeKubeAPI) -> None:
+    client = api.api_client()
+    client.configuration.host = f"http://127.0.0.1:{closed_port()}"
+    backend = KubernetesBackend(api_client=client)
+    wid = new_id()
+    with pytest.raises(ClusterError, match="cannot reach the Kubernetes API") as caught:
+        backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+    assert not isinstance(caught.value, ObjectRejected)
+    with pytest.raises(ClusterError, match="cannot reach"):
+        backend.observe()
+    with pytest.raises(ClusterError, match="cannot reach"):
+        backend.delete(workload_id=wid, namespace=NS, objects=[ObjectRef("batch/v1", "Job", "t")])
+
+
+def test_a_timeout_is_a_cluster_error(api: FakeKubeAPI) -> None:
+    async def slow(request: kmock.Request) -> dict[str, Any]:
+        await asyncio.sleep(2)
+        return {}
+
+    api.handler[kmock.method.PATCH] << slow
+    backend = make_backend(api, request_timeout=0.3)
+    wid = new_id()
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match="timed out"):
+        backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+    assert time.monotonic() - started < 1.5
+
+
+# --- delete --------------------------------------------------------------------------------------
+
+
+def test_delete_removes_the_objects_with_foreground_propagation(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    manifests = samples.workload("inference", wid, name="serve")
+    backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
+    backend.delete(workload_id=wid, namespace=NS, objects=refs(manifests))
+
+    deletes = [r for r in api.calls() if r.method == kmock.method.DELETE]
+    assert [r.url.path for r in deletes] == [
+        f"/apis/apps/v1/namespaces/{NS}/deployments/serve",
+        f"/api/v1/namespaces/{NS}/services/serve",
+        f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/serve",
+    ]
+    assert all(r.data["propagationPolicy"] == "Foreground" for r in deletes)
+    assert not api.stored("apps/v1/deployments")
+    assert backend.observe().of(wid).objects == []
+
+
+def test_delete_can_use_background_propagation(api: FakeKubeAPI) -> None:
+    backend = make_backend(api, propagation_policy="Background")
+    wid = new_id()
+    manifests = [samples.job(wid, name="t")]
+    backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
+    backend.delete(workload_id=wid, namespace=NS, objects=refs(manifests))
+    (request,) = [r for r in api.calls() if r.method == kmock.method.DELETE]
+    assert request.data == {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "propagationPolicy": "Background",
+    }
+
+
+def test_delete_of_objects_already_gone_is_fine(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    manifests = samples.workload("interactive", new_id(), name="nb")
+    backend.delete(workload_id=new_id(), namespace=NS, objects=refs(manifests))
+    backend.delete(workload_id=new_id(), namespace="runplane-gone", objects=refs(manifests))
+    assert len([r for r in api.calls() if r.method == kmock.method.DELETE]) == 4
+
+
+def test_delete_skips_kinds_the_cluster_does_not_serve(bare_api: FakeKubeAPI) -> None:
+    backend = make_backend(bare_api)
+    backend.delete(
+        workload_id=new_id(),
+        namespace=NS,
+        objects=[ObjectRef("kubeflow.org/v1", "PyTorchJob", "d")],
+    )
+    assert not list(bare_api.calls())
+
+
+@pytest.mark.parametrize(("code", "error"), [(500, ClusterError), (403, ObjectRejected)])
+def test_delete_errors(
+    api: FakeKubeAPI, backend: KubernetesBackend, code: int, error: type[ClusterError]
+) -> None:
+    wid = new_id()
+    backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
+    api.handler[kmock.method.DELETE] << code << status_body(code, "Whatever", "no can do")
+    with pytest.raises(error, match="no can do"):
+        backend.delete(workload_id=wid, namespace=NS, objects=[ObjectRef("batch/v1", "Job", "t")])
+
+
+# --- rate limit ----------------------------------------------------------------------------------
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_token_bucket_allows_a_burst_then_qps() -> None:
+    t = FakeTime()
+    bucket = TokenBucket(qps=10, burst=3, clock=t.clock, sleep=t.sleep)
+    waits = [bucket.acquire() for _ in range(6)]
+    assert waits[:3] == [0, 0, 0]
+    assert waits[3:] == pytest.approx([0.1, 0.1, 0.1])
+    assert t.now == pytest.approx(0.3)
+    t.now += 10  # idle: refills up to the burst, no more
+    assert [bucket.acquire() for _ in range(4)] == pytest.approx([0, 0, 0, 0.1])
+
+
+def test_token_bucket_queues_concurrent_callers_by_reservation() -> None:
+    t = FakeTime()
+    # A sleep that does not advance the clock: callers arriving at the same instant.
+    bucket = TokenBucket(qps=5, burst=1, clock=t.clock, sleep=lambda s: None)
+    assert [bucket.acquire() for _ in range(4)] == pytest.approx([0, 0.2, 0.4, 0.6])
+
+
+@pytest.mark.parametrize(("qps", "burst"), [(0, 1), (-1, 1), (float("inf"), 1), (1, 0)])
+def test_token_bucket_refuses_nonsense(qps: float, burst: int) -> None:
+    with pytest.raises(ValueError, match="qps|burst"):
+        TokenBucket(qps=qps, burst=burst)
+
+
+def test_backend_calls_are_rate_limited(api: FakeKubeAPI) -> None:
+    t = FakeTime()
+    backend = make_backend(api, qps=10, burst=4, clock=t.clock, sleep=t.sleep)
+    backend.observe()
+    calls = len(api.requests())
+    assert calls > 4
+    assert len(t.slept) == calls - 4
+    assert t.now == pytest.approx((calls - 4) / 10)
+
+
+def test_backend_rate_limit_in_real_time(api: FakeKubeAPI) -> None:
+    backend = make_backend(api, qps=40, burst=1)
+    started = time.monotonic()
+    backend.observe()  # discovery and lists: at least 10 calls
+    calls = len(api.requests())
+    assert time.monotonic() - started >= (calls - 1) / 40 * 0.9
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def write_kubeconfig(path: Path, servers: dict[str, str]) -> Path:
+    """A kubeconfig with one context per server, the first one current."""
+    names = list(servers)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": n, "cluster": {"server": url}} for n, url in servers.items()],
+        "users": [{"name": "u", "user": {"token": "test-token"}}],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": "u"}} for n in names],
+        "current-context": names[0],
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture
+def outside_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+
+
+@pytest.mark.usefixtures("outside_a_cluster")
+def test_from_environment_uses_kubeconfig_outside_a_cluster(
+    api: FakeKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "config", {"fake": api.url})
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    backend = KubernetesBackend.from_environment(create_namespaces=True, qps=500, burst=7)
+    try:
+        assert backend.observe().list_calls == N_OBSERVED
+        assert backend.create_namespaces is True
+        assert backend.permissions == required_permissions(create_namespaces=True)
+    finally:
+        backend.close()
+    assert api.requests()[-1].headers["Authorization"] == "Bearer test-token"
+
+
+def test_from_environment_prefers_the_pods_service_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("service-account-token")
+    ca.write_text("a CA bundle")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    kubeconfig = write_kubeconfig(tmp_path / "config", {"elsewhere": "http://127.0.0.1:1"})
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+
+    backend = KubernetesBackend.from_environment()
+    configuration = backend.api_client.configuration
+    assert configuration.host == "https://10.96.0.1:443"
+    assert configuration.ssl_ca_cert == str(ca)
+    auth = configuration.auth_settings()["BearerToken"]
+    assert auth["value"] == "bearer service-account-token"
+    backend.close()
+
+
+@pytest.mark.usefixtures("outside_a_cluster")
+def test_kubeconfig_and_context_can_be_named(api: FakeKubeAPI, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    kubeconfig = write_kubeconfig(tmp_path / "config", {"dead": dead, "fake": api.url})
+    backend = KubernetesBackend(kubeconfig=str(kubeconfig), context="fake")
+    assert backend.observe().list_calls == N_OBSERVED
+    backend.close()
+    other = KubernetesBackend.from_environment(kubeconfig=str(kubeconfig))
+    with pytest.raises(ClusterError, match="cannot reach"):
+        other.observe()
+    other.close()
+
+
+@pytest.mark.usefixtures("outside_a_cluster")
+def test_no_configuration_at_all_is_a_clear_cluster_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    with pytest.raises(ClusterError, match="no Kubernetes configuration"):
+        KubernetesBackend.from_environment()
+
+
+# --- permissions ---------------------------------------------------------------------------------
+
+
+def cluster_role_permissions(path: Path) -> dict[str, set[Permission]]:
+    """Each ClusterRole in a manifest file, as the (group, resource, verb) set it grants."""
+    roles: dict[str, set[Permission]] = {}
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc["kind"] != "ClusterRole":
+            continue
+        granted = roles.setdefault(doc["metadata"]["name"], set())
+        for rule in doc["rules"]:
+            assert "nonResourceURLs" not in rule
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        assert "*" not in (group, resource, verb)
+                        granted.add((group, resource, verb))
+    return roles
+
+
+def test_the_cluster_role_grants_exactly_the_required_permissions() -> None:
+    assert cluster_role_permissions(DEPLOY / "rbac.yaml") == {"runplane": set(REQUIRED_PERMISSIONS)}
+    assert cluster_role_permissions(DEPLOY / "rbac-namespaces.yaml") == {
+        "runplane-namespaces": set(NAMESPACE_PERMISSIONS)
+    }
+
+
+def test_the_roles_are_bound_to_the_deployments_service_account() -> None:
+    bindings = [
+        doc
+        for name in ("rbac.yaml", "rbac-namespaces.yaml")
+        for doc in yaml.safe_load_all((DEPLOY / name).read_text())
+        if doc["kind"] == "ClusterRoleBinding"
+    ]
+    assert {b["roleRef"]["name"] for b in bindings} == {"runplane", "runplane-namespaces"}
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "runplane", "namespace": "runplane-system"}
+        ]
+    deployment = yaml.safe_load((DEPLOY / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "runplane"
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RUNPLANE_CLUSTER"] == "kubernetes"
+    assert env["RUNPLANE_KUBE_CREATE_NAMESPACES"] == "true"  # as rbac-namespaces.yaml is bound
+    assert container["envFrom"] == [{"secretRef": {"name": "runplane"}}]
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    for name in kustomization["resources"]:
+        assert (DEPLOY / name).is_file()
+    assert "rbac-namespaces.yaml" in kustomization["resources"]
+
+
+def permissions_used(requests: list[kmock.Request]) -> set[Permission]:
+    """The RBAC (group, resource, verb) each request needs, as the API server would check."""
+    used: set[Permission] = set()
+    for r in requests:
+        if r.resource is None or r.resource.plural is None:
+            continue  # discovery: no RBAC rule needed
+        group, plural = r.resource.group or "", r.resource.plural
+        if r.method == kmock.method.PATCH:
+            # Server-side apply that creates the object is also authorized as a create.
+            used |= {(group, plural, "patch"), (group, plural, "create")}
+        elif r.method == kmock.method.POST:
+            used.add((group, plural, "create"))
+        elif r.method == kmock.method.DELETE:
+            used.add((group, plural, "delete"))
+        elif r.method == kmock.method.GET:
+            used.add((group, plural, "list" if r.name is None else "get"))
+    return used
+
+
+@pytest.mark.parametrize("create_namespaces", [True, False])
+def test_the_backend_uses_exactly_the_permissions_it_declares(
+    api: FakeKubeAPI, create_namespaces: bool
+) -> None:
+    backend = make_backend(api, create_namespaces=create_namespaces)
+    applied: list[tuple[str, list[dict[str, Any]]]] = []
+    for workload_type in samples.WORKLOAD_TYPES:
+        wid = new_id()
+        manifests = samples.workload(workload_type, wid, name=workload_type)
+        backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
+        applied.append((wid, manifests))
+    backend.observe()
+    for wid, manifests in applied:
+        backend.delete(workload_id=wid, namespace=NS, objects=refs(manifests))
+
+    used = permissions_used(api.requests())
+    assert used == required_permissions(create_namespaces=create_namespaces)
+    assert used == backend.permissions
