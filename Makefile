@@ -8,7 +8,7 @@ PORT ?= 8000
 WORKERS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format openapi migrate bench clean
+.PHONY: run test lint format openapi migrate bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,12 @@ openapi: $(STAMP)  ## regenerate the committed OpenAPI document
 
 migrate: $(STAMP)
 	$(BIN)/runplane migrate
+
+FUZZ_EXAMPLES ?= 200
+FUZZ_SEED ?= 20260101
+fuzz: $(STAMP)  ## the contract fuzzer with a larger budget (FUZZ_EXAMPLES per operation, FUZZ_SEED)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) \
+		$(BIN)/pytest -p no:cacheprovider tests/reliability/test_fuzz_contract.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_policy.py

@@ -48,7 +48,9 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip per request. A dropped connection fails its
+            # request with a 503 and SQLAlchemy then replaces the whole pool by itself.
+            pool_pre_ping=False,
             pool_recycle=1800,
         )
         return cls(engine)

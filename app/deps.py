@@ -18,21 +18,32 @@ from app.config import Settings
 from app.db import Database
 from app.observability import _route_template
 
+# Dependencies that do no I/O are ``async def``: FastAPI runs sync ones in its thread pool, and
+# each hop costs more than these functions do.
 
-def get_database(request: Request) -> Database:
+
+def database_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_settings_dep(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+async def get_database(request: Request) -> Database:
+    return database_of(request)
+
+
+async def get_settings_dep(request: Request) -> Settings:
+    return settings_of(request)
 
 
 def get_session(request: Request) -> Iterator[Session]:
     # scope="function" below: the transaction commits before the response is sent, so a 201
     # always means the row is stored, and the audit entry of a change commits with it.
-    with get_database(request).session() as session:
+    with database_of(request).session() as session:
         yield session
         stage(request.scope, session)
     committed(request.scope)
@@ -45,7 +56,7 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 
 def get_principal(request: Request, session: SessionDep) -> Principal:
     """Authenticate the bearer credential (401), then apply the caller's rate limit (429)."""
-    settings = get_settings_dep(request)
+    settings = settings_of(request)
     oidc: OidcVerifier | None = getattr(request.app.state, "oidc", None)
     try:
         principal = authenticate(
@@ -67,7 +78,7 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def authorize(request: Request, principal: CurrentPrincipal) -> access.Access:
+async def authorize(request: Request, principal: CurrentPrincipal) -> access.Access:
     """The route-level decision (app.auth.access); routers finish body and resource checks."""
     decision = access.check_route(
         principal,
@@ -81,7 +92,7 @@ def authorize(request: Request, principal: CurrentPrincipal) -> access.Access:
 AccessDep = Annotated[access.Access, Depends(authorize)]
 
 
-def get_audit_record(request: Request) -> AuditRecord:
+async def get_audit_record(request: Request) -> AuditRecord:
     return record_of(request.scope)
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import migrations
@@ -25,7 +28,7 @@ from app.config import Settings, get_settings
 from app.db import Database
 from app.deps import authorize
 from app.errors import PROBLEM_JSON, AppError, problem_body
-from app.observability import RequestContextMiddleware
+from app.observability import RequestContextMiddleware, _BodyTooLarge
 from app.openapi import responses
 from app.policies.router import router as policies_router
 from app.projects.router import router as projects_router
@@ -42,6 +45,18 @@ TOO_MANY_REQUESTS: dict[int | str, dict[str, Any]] = {
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
     }
+}
+# Any API request can meet these: a body over the limit (RequestContextMiddleware) and a
+# database that is away or overloaded (the handlers below); a 503 says when to retry.
+DB_RETRY_AFTER_SECONDS = 2
+INFRASTRUCTURE: dict[int | str, dict[str, Any]] = {
+    **responses(413),
+    503: {
+        "model": Problem,
+        "description": "The database is unreachable or overloaded; retry after `Retry-After`",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+    },
 }
 
 
@@ -66,6 +81,9 @@ def create_app(
         thread = None
         if reconcile and hasattr(app.state, "db"):
             thread = _start_reconciler(app.state.db, settings, stop)
+        # Everything loaded so far (schemas, the Kubernetes client's models...) lives as long as
+        # the process: keep the cyclic GC from re-scanning it, which paused requests ~100 ms.
+        gc.freeze()
         yield
         stop.set()
         if thread is not None:
@@ -99,7 +117,7 @@ def create_app(
     api = APIRouter(
         prefix=API_PREFIX,
         dependencies=[Depends(authorize)],
-        responses={**responses(401, 403, 422), **TOO_MANY_REQUESTS},
+        responses={**responses(401, 403, 422), **TOO_MANY_REQUESTS, **INFRASTRUCTURE},
     )
     api.include_router(projects_router)
     api.include_router(policies_router)
@@ -258,7 +276,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
         return JSONResponse(
-            exc.problem(request.url.path),
+            _capped(exc.problem(request.url.path)),
             status_code=exc.status,
             media_type=PROBLEM_JSON,
             headers=exc.headers or None,
@@ -267,12 +285,69 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail, items = validation_errors(exc.errors())
-        return _problem(
-            request, 422, "Validation failed", "validation-failed", detail, errors=items
+        body = problem_body(
+            status=422,
+            title="Validation failed",
+            slug="validation-failed",
+            detail=detail,
+            instance=request.url.path,
+            errors=items,
         )
+        return JSONResponse(_capped(body), status_code=422, media_type=PROBLEM_JSON)
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def database_error(request: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
+        if _is_connection_error(exc):
+            return _database_unavailable(request, exc)
+        if isinstance(exc, sa_exc.DataError):
+            # A value PostgreSQL cannot store (a NUL character in text or JSON, a number out of
+            # range) that slipped past the schemas: the client's mistake, not a 500.
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+            return _problem(
+                request,
+                422,
+                "Validation failed",
+                "validation-failed",
+                f"A value in the request cannot be stored: {reason}.",
+                errors=[{"field": "request", "message": reason}],
+            )
+        raise exc  # a bug: RequestContextMiddleware answers 500 and logs it
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def driver_error(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        return _database_unavailable(request, exc)
+
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def pool_timeout(request: Request, exc: sa_exc.TimeoutError) -> JSONResponse:
+        # Every pooled connection stayed busy for pool_timeout: overloaded, not broken.
+        return _database_unavailable(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, _BodyTooLarge):
+            # A body without Content-Length ran over the limit while FastAPI read it, and
+            # FastAPI wrapped that as a parse error: let RequestContextMiddleware answer 413.
+            raise exc.__cause__
+        if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+            # FastAPI's answer when json.loads fails with anything but JSONDecodeError: a body
+            # that is not UTF-8, or nested deeper than the parser recurses. The same 422 as any
+            # other unreadable JSON.
+            why = next(
+                (
+                    text
+                    for cls, text in _BODY_PARSE_CAUSES.items()
+                    if isinstance(exc.__cause__, cls)
+                ),
+                "it cannot be parsed",
+            )
+            return _problem(
+                request,
+                422,
+                "Validation failed",
+                "validation-failed",
+                f"The request body is not valid JSON: {why}.",
+                errors=[{"field": "body", "message": f"invalid JSON: {why}"}],
+            )
         titles = {404: "Not found", 405: "Method not allowed"}
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404 and detail == "Not Found":
@@ -288,6 +363,56 @@ def _install_error_handlers(app: FastAPI) -> None:
             detail,
             headers=dict(exc.headers) if exc.headers else None,
         )
+
+
+# A document with 50,000 unknown keys would otherwise be answered with a 5 MB list.
+MAX_PROBLEM_ERRORS = 1000
+
+
+def _capped(body: dict[str, Any]) -> dict[str, Any]:
+    errors = body.get("errors")
+    if isinstance(errors, list) and len(errors) > MAX_PROBLEM_ERRORS:
+        body["detail"] += (
+            f" The first {MAX_PROBLEM_ERRORS} of {len(errors)} problems are listed in `errors`."
+        )
+        body["errors"] = errors[:MAX_PROBLEM_ERRORS]
+    return body
+
+
+# What FastAPI's HTTPException says when a body cannot be decoded (fastapi/routing.py).
+BODY_PARSE_ERROR = "There was an error parsing the body"
+_BODY_PARSE_CAUSES: dict[type[BaseException], str] = {
+    UnicodeDecodeError: "it is not UTF-8 text",
+    RecursionError: "it is nested too deeply",
+}
+
+
+def _is_connection_error(exc: sa_exc.DBAPIError) -> bool:
+    """A lost or refused connection, or the server shedding load (too many connections,
+    shutting down, a statement cancelled): retrying later is the cure. psycopg raises these
+    as OperationalError; SQLAlchemy flags a connection it had to throw away."""
+    return (
+        exc.connection_invalidated
+        or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+        or isinstance(exc.orig, psycopg.OperationalError)
+    )
+
+
+def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning(
+        "database unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+    )
+    return _problem(
+        request,
+        503,
+        "Service unavailable",
+        "service-unavailable",
+        "The database is unavailable; retry shortly.",
+        headers={"Retry-After": str(DB_RETRY_AFTER_SECONDS)},
+    )
 
 
 __all__ = ["API_PREFIX", "Problem", "create_app"]

@@ -104,7 +104,7 @@ class PageParams(BaseModel):
     cursor: str | None
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=500, description="Page size (1-500).")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=512, description="The `next` of the previous page.")

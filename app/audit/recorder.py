@@ -23,9 +23,7 @@ from urllib.parse import parse_qs
 import anyio.to_thread
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from sqlalchemy import insert, literal, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import CTE
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.principal import Principal
@@ -132,17 +130,6 @@ def stage(scope: Scope, session: Session) -> None:
 def committed(scope: Scope) -> None:
     record = record_of(scope)
     record.committed = record.staged
-
-
-def insert_cte(scope: Scope, *, status: int, target: str, when: CTE) -> CTE:
-    """The entry as a CTE inserting one row per row of ``when``: a hot path can record its
-    change in the statement that makes it. Once it ran, the caller sets the record's target
-    and marks it staged."""
-    values = {**entry_values(scope, status), "target": target}
-    values = {k: v for k, v in values.items() if v is not None}
-    columns = AuditEntry.__table__.c
-    row = select(*(literal(v, type_=columns[k].type).label(k) for k, v in values.items()))
-    return insert(AuditEntry).from_select(list(values), row.select_from(when)).cte("audit_entry")
 
 
 # --- after a rollback, or when no endpoint ran ------------------------------------------------

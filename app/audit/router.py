@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BeforeValidator
 
 from app.audit import schemas, service
 from app.audit.recorder import AuditedRoute
@@ -17,6 +19,17 @@ from app.schemas import PageParams, page_params
 router = APIRouter(prefix="/audit", tags=["audit"], route_class=AuditedRoute)
 
 Method = Literal["POST", "PUT", "PATCH", "DELETE"]
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339(value: object) -> object:
+    # Pydantic would also read "0.5" as a Unix timestamp; the contract says RFC 3339.
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-01-01T00:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 @router.get(
@@ -31,10 +44,10 @@ def list_audit_entries(
     actor: Annotated[str | None, Query(max_length=255, description="Exactly this actor.")] = None,
     method: Annotated[Method | None, Query(description="HTTP method.")] = None,
     since: Annotated[
-        datetime | None, Query(alias="from", description="At or after this time (RFC 3339).")
+        Timestamp | None, Query(alias="from", description="At or after this time (RFC 3339).")
     ] = None,
     until: Annotated[
-        datetime | None, Query(alias="to", description="Before this time (RFC 3339).")
+        Timestamp | None, Query(alias="to", description="Before this time (RFC 3339).")
     ] = None,
 ) -> schemas.AuditPage:
     for name, value in (("from", since), ("to", until)):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+import re2
 from pydantic import ValidationError
 
 from app.policies.fields import (
@@ -34,6 +34,16 @@ PolicySource = Literal["global", "project"]
 EffectiveSource = Literal["project", "global", "merged", "none"]
 
 MAX_PATTERN_LENGTH = 1000
+MAX_SUGGESTIONS = 50
+# A policy covers at most every field of a spec (a few hundred) and some default list items.
+MAX_POLICY_VALUES = 10_000
+# Pattern rules run on RE2 (google-re2): matching is linear in the value's length, so no pattern
+# an administrator writes, e.g. ``(a+)+$``, can backtrack for minutes on a crafted value. RE2 has
+# no lookaround or backreferences; such patterns are refused when the policy is written, with the
+# same engine and options that later run them. The memory cap bounds huge repetitions.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the client's 422, not a line on stderr
+_RE2_OPTIONS.max_mem = 8 << 20
 
 Number = int | float | Decimal
 
@@ -134,13 +144,22 @@ class _Plan:
     step: int | None = None
     options: frozenset[Any] | None = None
     options_text: str = ""
-    pattern: re.Pattern[str] | None = None
+    pattern: Pattern | None = None
     can_add: bool = True
     locked: frozenset[str] = frozenset()
 
     @property
     def has_checks(self) -> bool:
         return self.rules_source is not None
+
+
+class Pattern(Protocol):
+    """A compiled RE2 pattern (google-re2 ships no type information)."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    def fullmatch(self, text: str) -> object | None: ...
 
 
 @dataclass(frozen=True)
@@ -273,9 +292,13 @@ def _flatten(
                         )
                     )
             else:
+                # difflib costs ~0.2 ms a key: a 1 MB document of unknown keys would hold a
+                # worker for seconds, so only the first few unknown fields get a suggestion.
+                suggest = len(problems) < MAX_SUGGESTIONS
                 problems.append(
                     PolicyProblem(
-                        f"{root}.{path}", _unknown_field_message(path, workload_type, root)
+                        f"{root}.{path}",
+                        _unknown_field_message(path, workload_type, root, suggest=suggest),
                     )
                 )
 
@@ -283,14 +306,15 @@ def _flatten(
     return out
 
 
-def _unknown_field_message(path: str, workload_type: WorkloadType, root: str) -> str:
+def _unknown_field_message(
+    path: str, workload_type: WorkloadType, root: str, *, suggest: bool = True
+) -> str:
     parent, _, last = path.rpartition(".")
     if root == "rules" and last in RULE_KEYS and parent in group_paths(workload_type):
         # The commonest slip: a rule object on a group (`rules.compute: {required: true}`).
         return f"{parent} is a group of fields, not a field: put rules on its fields"
-    return f"{path!r} is not a field of {workload_type} workloads" + _suggest(
-        path, list(catalogue(workload_type))
-    )
+    message = f"{path!r} is not a field of {workload_type} workloads"
+    return message + _suggest(path, list(catalogue(workload_type))) if suggest else message
 
 
 def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -482,9 +506,13 @@ def _compile_options(
     return values if ok else None
 
 
-def _compile_pattern(
-    value: Any, *, at: str, problems: list[PolicyProblem]
-) -> re.Pattern[str] | None:
+def compile_pattern(value: str) -> Pattern:
+    """Compile a pattern rule with RE2; raise ``re2.error`` when RE2 refuses it."""
+    compiled: Pattern = re2.compile(value, options=_RE2_OPTIONS)
+    return compiled
+
+
+def _compile_pattern(value: Any, *, at: str, problems: list[PolicyProblem]) -> Pattern | None:
     if not isinstance(value, str):
         problems.append(PolicyProblem(at, "must be a regular expression (a string)"))
         return None
@@ -492,9 +520,18 @@ def _compile_pattern(
         problems.append(PolicyProblem(at, f"is too long: at most {MAX_PATTERN_LENGTH} characters"))
         return None
     try:
-        return re.compile(value)
-    except re.error as exc:
-        problems.append(PolicyProblem(at, f"is not a valid regular expression: {exc}"))
+        return compile_pattern(value)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "syntax error"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        problems.append(
+            PolicyProblem(
+                at,
+                f"is not a valid regular expression: {reason} (RE2 syntax: no lookaround "
+                "or backreferences)",
+            )
+        )
         return None
 
 
@@ -856,6 +893,14 @@ def validate_policy(
     rules: Mapping[str, Any] | None,
 ) -> list[PolicyProblem]:
     """Every problem with a policy document (SPEC §3), for a 422 on write; empty when valid."""
+    oversized = [
+        PolicyProblem(root, f"has more than {MAX_POLICY_VALUES} values; no policy needs that many")
+        for root, tree in (("defaults", defaults), ("rules", rules))
+        if _more_values_than(tree, MAX_POLICY_VALUES)
+    ]
+    if oversized:
+        # Checking a 1 MB document of junk field by field costs a worker seconds; say no at once.
+        return oversized
     cat, groups = catalogue(workload_type), group_paths(workload_type)
     problems: list[PolicyProblem] = []
     flat_rules = _flatten(rules, root="rules", workload_type=workload_type, problems=problems)
@@ -889,6 +934,20 @@ def validate_policy(
     )
     problems.extend(check_defaults(effective))
     return problems
+
+
+def _more_values_than(tree: Any, limit: int) -> bool:
+    """Whether ``tree`` holds more than ``limit`` keys and list items; stops counting there."""
+    count, stack = 0, [tree]
+    while stack:
+        node = stack.pop()
+        children = node.values() if isinstance(node, Mapping) else node
+        if isinstance(node, Mapping | list):
+            count += len(node)
+            if count > limit:
+                return True
+            stack.extend(child for child in children if isinstance(child, Mapping | list))
+    return False
 
 
 def _check_default_values(

@@ -6,14 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
+from app.policies.engine import EffectiveSource
 from app.schemas import ApiModel, InputModel, Page
+from app.workloads.spec import WorkloadType
 
 WorkloadCollection = Literal["interactives", "trainings", "distributed", "inferences"]
-WorkloadTypeName = Literal["interactive", "training", "distributed", "inference"]
+WorkloadTypeName = WorkloadType
 Scope = Literal["global", "project"]
-EffectiveSource = Literal["project", "global", "merged", "none"]
 
 
 class PolicyWrite(InputModel):
@@ -27,7 +28,8 @@ class PolicyWrite(InputModel):
         description="The spec's nesting with a rule object at each leaf.",
         examples=[{"compute": {"gpuDevicesRequest": {"max": 4}}}],
     )
-    inherit_global: bool = Field(
+    # Strict: 0 or "yes" is not a boolean in the contract.
+    inherit_global: StrictBool = Field(
         default=False,
         description="Project scope only: merge field by field with the global policy.",
     )

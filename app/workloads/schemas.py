@@ -8,28 +8,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
+from app.reconciler.status import DesiredPhase, Phase
 from app.schemas import DNS1035_LABEL, ApiModel, InputModel, Page
-from app.workloads.spec import DistributedSpec, InferenceSpec, InteractiveSpec, TrainingSpec
+from app.workloads.spec import (
+    DistributedSpec,
+    InferenceSpec,
+    InteractiveSpec,
+    TrainingSpec,
+    WorkloadType,
+)
 
 WorkloadName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=DNS1035_LABEL)]
 ProjectRef = Annotated[str, StringConstraints(min_length=1, max_length=63)]
-Phase = Literal[
-    "Creating",
-    "Pending",
-    "Initializing",
-    "Running",
-    "Degraded",
-    "Stopping",
-    "Stopped",
-    "Resuming",
-    "Completed",
-    "Failed",
-    "Deleting",
-    "Deleted",
-    "Unknown",
-]
-DesiredPhase = Literal["Running", "Stopped", "Deleted"]
-WorkloadTypeName = Literal["interactive", "training", "distributed", "inference"]
+# One name for each concept: phases come from status derivation, types from the spec models.
+WorkloadTypeName = WorkloadType
 
 _NAME = Field(description="DNS-1035 label (starts with a letter), 1-40 characters.")
 _PROJECT = Field(description="Name of the project to run in.")

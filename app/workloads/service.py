@@ -10,23 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, func, insert, literal, select, tuple_, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session, aliased, undefer
-from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.orm import Session, undefer
 
 from app import rendering
 from app.auth.access import Access, visible
 from app.auth.principal import Principal
 from app.config import Settings
+from app.db import json_dumps
 from app.errors import Conflict, NotFound, PolicyViolation, ValidationFailed
-from app.models import IdempotencyKey, Policy, Project, Workload, WorkloadEvent
+from app.models import IdempotencyKey, Workload, WorkloadEvent
 from app.models.workload import FINAL_PHASES
 from app.policies import engine
 from app.policies import service as policies
@@ -48,7 +48,7 @@ class Prepared:
     """A submission that passed every check, ready to store (or to show, for a dry run)."""
 
     id: uuid.UUID
-    project: Project
+    project: ProjectInfo
     spec: dict[str, Any]
     submitted_spec: dict[str, Any]
     applied_defaults: list[str]
@@ -59,24 +59,43 @@ class Prepared:
 # --- reading a project with its policy versions in one round trip ------------------------------
 
 
+@dataclass(frozen=True)
+class ProjectInfo:
+    """What a submission needs of its project."""
+
+    id: uuid.UUID
+    name: str
+    namespace: str
+    queue: str | None
+    scheduler: str | None
+
+
+# Prepared once: on the hot path SQLAlchemy then only binds parameters.
+_PROJECT_AND_POLICY_VERSIONS = text(
+    """
+    SELECT p.id, p.name, p.namespace, p.queue, p.scheduler,
+           g.id AS g_id, g.version AS g_version,
+           pp.id AS p_id, pp.version AS p_version, pp.inherit_global AS p_inherit
+    FROM projects p
+    LEFT JOIN policies g ON g.project_id IS NULL AND g.workload_type = :workload_type
+    LEFT JOIN policies pp ON pp.project_id = p.id AND pp.workload_type = :workload_type
+    WHERE p.name = :name
+    """
+)
+
+
 def _project_and_policy(
     session: Session, *, project_name: str, workload_type: WorkloadType
-) -> tuple[Project, policies.Resolved]:
-    g = aliased(Policy)
-    p = aliased(Policy)
+) -> tuple[ProjectInfo, policies.Resolved]:
     row = session.execute(
-        select(Project, g.id, g.version, p.id, p.version, p.inherit_global)
-        .select_from(Project)
-        .outerjoin(g, and_(g.project_id.is_(None), g.workload_type == workload_type))
-        .outerjoin(p, and_(p.project_id == Project.id, p.workload_type == workload_type))
-        .where(Project.name == project_name)
+        _PROJECT_AND_POLICY_VERSIONS, {"name": project_name, "workload_type": workload_type}
     ).one_or_none()
     if row is None:
         raise NotFound(f"Project {project_name!r} does not exist.")
-    project, g_id, g_version, p_id, p_version, p_inherit = row
+    project = ProjectInfo(row.id, row.name, row.namespace, row.queue, row.scheduler)
     token: policies.VersionToken = (
-        (g_id, g_version) if g_id else None,
-        (p_id, p_version, p_inherit) if p_id else None,
+        (row.g_id, row.g_version) if row.g_id else None,
+        (row.p_id, row.p_version, row.p_inherit) if row.p_id else None,
     )
     return project, policies.resolve(
         session, project_id=project.id, workload_type=workload_type, token=token
@@ -87,7 +106,7 @@ def render_context(
     *,
     workload_id: uuid.UUID,
     name: str,
-    project: Project,
+    project: ProjectInfo,
     workload_type: str,
     spec: dict[str, Any],
     settings: Settings,
@@ -189,70 +208,75 @@ def object_refs(manifests: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
+_INSERT_WORKLOAD = """
+    INSERT INTO workloads (id, name, project_id, project, namespace, type, spec, submitted_spec,
+        applied_defaults, policy_source, policy_version, manifests, objects, desired_phase, phase,
+        phase_message, phase_updated_at, conditions, pods, generation, applied_generation,
+        created_at, updated_at)
+    VALUES (:id, :name, :project_id, :project, :namespace, :type, CAST(:spec AS JSONB),
+        CAST(:submitted_spec AS JSONB), CAST(:applied_defaults AS JSONB), :policy_source,
+        :policy_version, CAST(:manifests AS JSONB), CAST(:objects AS JSONB), 'Running', 'Creating',
+        :message, now(), '[]', '{}', 1, 0, now(), now())
+    ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING
+    RETURNING id, created_at
+"""
+_INSERT_EVENT = """
+    INSERT INTO workload_events (workload_id, created_at, type, phase, reason, message)
+    SELECT id, created_at, 'Submitted', 'Creating', 'Submitted', :message FROM w
+"""
+_INSERT_AUDIT = """
+    INSERT INTO audit_log (time, actor, actor_id, role, method, route, target, status, dry_run,
+        request_id)
+    SELECT created_at, :actor, :actor_id, :role, :method, :route, :target, :status, false,
+        :request_id
+    FROM w
+"""
+# The submission in one statement, prepared once: the workload, its first event and (when the
+# request is audited) its audit entry. SQLAlchemy only binds parameters on the hot path.
+_STORE = text(f"WITH w AS ({_INSERT_WORKLOAD}), e AS ({_INSERT_EVENT}) SELECT created_at FROM w")
+_STORE_AUDITED = text(
+    f"WITH w AS ({_INSERT_WORKLOAD}), e AS ({_INSERT_EVENT}), a AS ({_INSERT_AUDIT}) "
+    "SELECT created_at FROM w"
+)
+AUDIT_COLUMNS = ("actor", "actor_id", "role", "method", "route", "target", "status", "request_id")
+
+
 def store(
     session: Session,
     *,
     workload_type: WorkloadType,
     name: str,
     prepared: Prepared,
-    audit_entry: Callable[[CTE], CTE] | None = None,
+    audit: Mapping[str, Any] | None = None,
 ) -> schemas.Workload:
     """Insert the workload and its first event in one statement; 409 if the name is taken.
 
-    ``audit_entry`` builds the request's audit insert from the workload CTE, so that the
-    submission records itself in that same statement and the hot path stays at two.
+    ``audit`` (the audit entry's columns) records the request in that same statement, so the
+    hot path stays at two statements.
     """
     objects = object_refs(prepared.manifests)
     message = "Accepted; waiting to be applied to the cluster."
-    values = {
+    params: dict[str, Any] = {
         "id": prepared.id,
         "name": name,
         "project_id": prepared.project.id,
         "project": prepared.project.name,
         "namespace": prepared.project.namespace,
         "type": workload_type,
-        "spec": prepared.spec,
-        "submitted_spec": prepared.submitted_spec,
-        "applied_defaults": prepared.applied_defaults,
+        "spec": json_dumps(prepared.spec),
+        "submitted_spec": json_dumps(prepared.submitted_spec),
+        "applied_defaults": json_dumps(prepared.applied_defaults),
         "policy_source": prepared.policy.source,
         "policy_version": prepared.policy.version,
-        "manifests": prepared.manifests,
-        "objects": objects,
-        "desired_phase": "Running",
-        "phase": "Creating",
-        "phase_message": message,
-        "conditions": [],
-        "pods": {},
-        "generation": 1,
-        "applied_generation": 0,
+        "manifests": json_dumps(prepared.manifests),
+        "objects": json_dumps(objects),
+        "message": message,
     }
-    workload = (
-        pg_insert(Workload)
-        .values(values)
-        .on_conflict_do_nothing(
-            index_elements=["project_id", "name"], index_where=Workload.deleted_at.is_(None)
-        )
-        .returning(Workload.id, Workload.created_at)
-        .cte("w")
-    )
-    event = (
-        insert(WorkloadEvent)
-        .from_select(
-            ["workload_id", "type", "phase", "reason", "message"],
-            select(
-                workload.c.id,
-                literal("Submitted"),
-                literal("Creating"),
-                literal("Submitted"),
-                literal(message),
-            ),
-        )
-        .cte("e")
-    )
-    statement = select(workload.c.created_at).add_cte(event)
-    if audit_entry is not None:
-        statement = statement.add_cte(audit_entry(workload))
-    created_at = session.execute(statement).scalar_one_or_none()
+    if audit is not None:
+        params.update({column: audit.get(column) for column in AUDIT_COLUMNS})
+    created_at = session.execute(
+        _STORE_AUDITED if audit is not None else _STORE, params
+    ).scalar_one_or_none()
     if created_at is None:
         raise Conflict(
             f"A workload named {name!r} already exists in project {prepared.project.name!r}.",
