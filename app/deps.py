@@ -16,7 +16,7 @@ from app.auth.principal import Principal
 from app.auth.ratelimit import RateLimiter
 from app.config import Settings
 from app.db import Database
-from app.observability import _route_template
+from app.observability import route_template
 
 # Dependencies that do no I/O are ``async def``: FastAPI runs sync ones in its thread pool, and
 # each hop costs more than these functions do.
@@ -83,7 +83,7 @@ async def authorize(request: Request, principal: CurrentPrincipal) -> access.Acc
     decision = access.check_route(
         principal,
         method=request.method,
-        template=_route_template(request.scope),
+        template=route_template(request.scope),
         path_params=request.path_params,
     )
     return access.Access(principal, decision)

@@ -28,7 +28,7 @@ from app.config import Settings, get_settings
 from app.db import Database
 from app.deps import authorize
 from app.errors import PROBLEM_JSON, AppError, problem_body
-from app.observability import RequestContextMiddleware, _BodyTooLarge
+from app.observability import BodyTooLarge, RequestContextMiddleware
 from app.openapi import responses
 from app.policies.router import router as policies_router
 from app.projects.router import router as projects_router
@@ -324,7 +324,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if isinstance(exc.__cause__, _BodyTooLarge):
+        if isinstance(exc.__cause__, BodyTooLarge):
             # A body without Content-Length ran over the limit while FastAPI read it, and
             # FastAPI wrapped that as a parse error: let RequestContextMiddleware answer 413.
             raise exc.__cause__

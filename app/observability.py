@@ -111,7 +111,7 @@ class RequestContextMiddleware:
                 )
                 return
             await self.app(scope, _limited(receive, self.max_body_bytes), send_wrapper)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             if not started:
                 await _send_problem(
                     send_wrapper,
@@ -141,13 +141,13 @@ class RequestContextMiddleware:
                 requestId=request_id,
             )
         finally:
-            template = _route_template(scope)
+            template = route_template(scope)
             method = scope.get("method", "")
             HTTP_REQUESTS.labels(method, template, str(status_code)).inc()
             HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - start)
 
 
-class _BodyTooLarge(Exception):
+class BodyTooLarge(Exception):
     pass
 
 
@@ -160,16 +160,16 @@ def _limited(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _BodyTooLarge
+                raise BodyTooLarge
         return message
 
     return wrapped
 
 
-def _route_template(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
     # FastAPI keeps included routes unflattened: the full template (with the include prefix)
     # lives on the effective route context; plain Starlette routes carry it themselves.
-    # tests/test_errors.py::test_metrics_by_route_template guards this against upgrades.
+    # tests/api/test_errors.py::test_metrics_by_route_template guards this against upgrades.
     context = scope.get("fastapi", {}).get("effective_route_context")
     template = getattr(context, "path_format", None) or getattr(
         scope.get("route"), "path_format", None

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.auth.principal import Principal
 from app.db import Database
 from app.models import AuditEntry
-from app.observability import _route_template as route_template
+from app.observability import route_template
 
 log = logging.getLogger("runplane")
 
