@@ -83,7 +83,7 @@ class ProjectUpdate(InputModel):
 
 
 class QuotaRead(ApiModel):
-    gpu: Decimal | None = None
+    gpu: float | None = Field(default=None, description="GPUs (fractions allowed).")
     cpu: str | None = None
     memory: str | None = None
 

@@ -166,7 +166,13 @@ def test_failing_training_fails_with_the_reason(world: World) -> None:
         "trainings", "f", {"image": "x", "backoffLimit": 0, "annotations": {OUTCOME: "fail"}}
     )
     world.phases_until(wid, "Failed")
-    assert "BackoffLimitExceeded" in world.get(wid)["phaseMessage"] or world.get(wid)["conditions"]
+    body = world.get(wid)
+    assert "BackoffLimitExceeded" in body["phaseMessage"], body["phaseMessage"]
+    assert body["pods"]["failed"] == 1
+    reasons = [
+        e["reason"] for e in world.client.get(f"/api/v1/workloads/{wid}/events").json()["items"]
+    ]
+    assert reasons[-1] == "BackoffLimitExceeded"
 
 
 def test_crash_loop_is_degraded(world: World) -> None:
