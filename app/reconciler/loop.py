@@ -71,11 +71,16 @@ class CycleReport:
 class _Outcome:
     """What happened to one outbox entry."""
 
-    workload_id: uuid.UUID
+    row: Any  # the outbox row: id, phase, phase_message...
     applied_generation: int | None  # None: leave it in the outbox
     phase: str | None = None
     message: str | None = None
     reason: str = ""
+
+    @property
+    def workload_id(self) -> uuid.UUID:
+        workload_id: uuid.UUID = self.row.id
+        return workload_id
 
 
 class Reconciler:
@@ -139,6 +144,7 @@ class Reconciler:
                     Workload.manifests,
                     Workload.objects,
                     Workload.phase,
+                    Workload.phase_message,
                 )
                 .where(Workload.applied_generation < Workload.generation)
                 .order_by(Workload.created_at)
@@ -168,12 +174,12 @@ class Reconciler:
                     namespace=row.namespace,
                     objects=[ObjectRef(o["apiVersion"], o["kind"], o["name"]) for o in row.objects],
                 )
-                return _Outcome(row.id, row.generation, reason="DeleteSent")
+                return _Outcome(row, row.generation, reason="DeleteSent")
             for obj in row.objects:
                 owner = taken.get((row.namespace, obj["kind"], obj["name"]))
                 if owner is not None and owner != workload_id:
                     return _Outcome(
-                        row.id,
+                        row,
                         None,
                         message=f"Waiting for the previous {obj['kind']} {obj['name']!r} "
                         "(a deleted workload of the same name) to be removed.",
@@ -185,12 +191,12 @@ class Reconciler:
             self.backend.apply(
                 workload_id=workload_id, namespace=row.namespace, manifests=manifests
             )
-            return _Outcome(row.id, row.generation, reason="Applied")
+            return _Outcome(row, row.generation, reason="Applied")
         except KindNotInstalled as exc:
-            return _Outcome(row.id, row.generation, "Failed", str(exc), reason="KindNotInstalled")
+            return _Outcome(row, row.generation, "Failed", str(exc), reason="KindNotInstalled")
         except ObjectRejected as exc:
             return _Outcome(
-                row.id,
+                row,
                 row.generation,
                 "Failed",
                 f"The cluster rejected the workload's objects: {exc}",
@@ -201,7 +207,7 @@ class Reconciler:
             return _unreachable(row, str(exc))
         except ClusterError as exc:
             # Retryable but about this workload alone (e.g. its namespace is terminating).
-            return _Outcome(row.id, None, message=f"Will retry: {exc}", reason="ClusterRetry")
+            return _Outcome(row, None, message=f"Will retry: {exc}", reason="ClusterRetry")
 
     def _record_outcomes(self, outcomes: list[_Outcome], report: CycleReport) -> None:
         updates: list[dict[str, Any]] = []
@@ -215,7 +221,8 @@ class Reconciler:
                     report.deleted += o.reason == "DeleteSent"
             else:
                 report.apply_errors += 1
-            if o.message is not None:
+            # A cluster that stays away must not rewrite the same message every cycle.
+            if o.message is not None and o.message != o.row.phase_message:
                 values["phase_message"] = o.message
             if o.phase is not None:
                 values["phase"] = o.phase
@@ -228,7 +235,7 @@ class Reconciler:
                     {
                         "workload_id": o.workload_id,
                         "type": "Cluster",
-                        "phase": o.phase or "Creating",
+                        "phase": o.phase or o.row.phase,
                         "reason": o.reason,
                         "message": o.message or _EVENT_TEXT.get(o.reason, ""),
                     }
@@ -422,7 +429,7 @@ _EVENT_TEXT = {
 
 def _unreachable(row: Any, why: str) -> _Outcome:
     return _Outcome(
-        row.id,
+        row,
         None,
         message=f"The cluster is unreachable; will retry: {why}",
         reason="ClusterUnreachable",

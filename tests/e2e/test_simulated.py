@@ -203,6 +203,13 @@ def test_suspend_resume_delete(world: World) -> None:
     assert (
         world.client.get("/api/v1/workloads?deleted=true").json()["items"][0]["phase"] == "Deleted"
     )
+    events = world.client.get(f"/api/v1/workloads/{wid}/events").json()["items"]
+    # Each apply is recorded in the phase the workload was in: submitted, stopping, resuming.
+    assert [e["phase"] for e in events if e["reason"] == "Applied"] == [
+        "Creating",
+        "Running",
+        "Stopped",
+    ]
 
 
 def test_cluster_away_at_submission_keeps_the_workload(world: World) -> None:
