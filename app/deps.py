@@ -6,12 +6,18 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from app.audit.recorder import AuditRecord, committed, record_of, set_principal, stage
 from app.auth import access
-from app.auth.authn import CredentialRejected, authenticate, bearer
-from app.auth.oidc import OidcVerifier
+from app.auth.authn import (
+    BOOTSTRAP_ADMIN,
+    CredentialRejected,
+    authenticate,
+    bearer,
+    is_bootstrap,
+)
 from app.auth.principal import Principal
 from app.auth.ratelimit import RateLimiter
 from app.config import Settings
@@ -54,17 +60,26 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-def get_principal(request: Request, session: SessionDep) -> Principal:
-    """Authenticate the bearer credential (401), then apply the caller's rate limit (429)."""
+async def get_principal(request: Request) -> Principal:
+    """Authenticate the bearer credential (401), then apply the caller's rate limit (429).
+
+    The bootstrap token costs no I/O; an API token or an OIDC JWT is checked in a worker
+    thread (a database lookup, maybe a key fetch), in its own short transaction.
+    """
     settings = settings_of(request)
-    oidc: OidcVerifier | None = getattr(request.app.state, "oidc", None)
+    credential = bearer(request.headers.get("authorization"))
+    admin_token = settings.effective_admin_token
     try:
-        principal = authenticate(
-            bearer(request.headers.get("authorization")),
-            session=session,
-            admin_token=settings.effective_admin_token,
-            oidc=oidc,
-        )
+        if is_bootstrap(credential, admin_token):
+            principal = BOOTSTRAP_ADMIN
+        else:
+            principal = await run_in_threadpool(
+                authenticate,
+                credential,
+                db=database_of(request),
+                admin_token=admin_token,
+                oidc=getattr(request.app.state, "oidc", None),
+            )
     except CredentialRejected as exc:
         set_principal(request.scope, exc.principal, accepted=False)
         raise

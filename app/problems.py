@@ -109,18 +109,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if _is_connection_error(exc):
             return _database_unavailable(request, exc)
         if isinstance(exc, sa_exc.DataError):
-            # A value PostgreSQL cannot store (a NUL character in text or JSON, a number out of
-            # range) that slipped past the schemas: the client's mistake, not a 500.
-            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
-            return problem_response(
-                request,
-                422,
-                "Validation failed",
-                "validation-failed",
-                f"A value in the request cannot be stored: {reason}.",
-                errors=[{"field": "request", "message": reason}],
-            )
+            return _unstorable(request, exc.orig)
         raise exc  # a bug: RequestContextMiddleware answers 500 and logs it
+
+    @app.exception_handler(psycopg.DataError)
+    async def driver_data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        return _unstorable(request, exc)  # the submission path talks to the driver directly
 
     @app.exception_handler(psycopg.OperationalError)
     async def driver_error(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
@@ -204,6 +198,20 @@ def _is_connection_error(exc: sa_exc.DBAPIError) -> bool:
         exc.connection_invalidated
         or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
         or isinstance(exc.orig, psycopg.OperationalError)
+    )
+
+
+def _unstorable(request: Request, exc: BaseException | None) -> JSONResponse:
+    """A value PostgreSQL cannot store (a NUL character in text or JSON, a number out of range)
+    that slipped past the schemas: the client's mistake, not a 500."""
+    reason = str(exc).splitlines()[0] if exc is not None and str(exc) else "invalid value"
+    return problem_response(
+        request,
+        422,
+        "Validation failed",
+        "validation-failed",
+        f"A value in the request cannot be stored: {reason}.",
+        errors=[{"field": "request", "message": reason}],
     )
 
 

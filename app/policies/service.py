@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.auth.access import visible
 from app.auth.principal import Principal
 from app.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from app.lru import Lru
 from app.models import Policy, Project, Workload
 from app.policies import engine, schemas
 from app.policies.engine import EffectivePolicy
@@ -29,29 +28,17 @@ VersionToken = tuple[tuple[uuid.UUID, int] | None, tuple[uuid.UUID, int, bool] |
 
 
 class EffectiveCache:
-    """A small LRU of resolved effective policies keyed by (project id, workload type)."""
+    """Resolved effective policies by (project id, workload type), each with its token."""
 
     def __init__(self, maxsize: int = 4096) -> None:
-        self._data: OrderedDict[tuple[uuid.UUID, str], tuple[VersionToken, EffectivePolicy]] = (
-            OrderedDict()
-        )
-        self._lock = threading.Lock()
-        self.maxsize = maxsize
+        self._lru: Lru[tuple[uuid.UUID, str], tuple[VersionToken, EffectivePolicy]] = Lru(maxsize)
 
     def get(self, key: tuple[uuid.UUID, str], token: VersionToken) -> EffectivePolicy | None:
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is None or entry[0] != token:
-                return None
-            self._data.move_to_end(key)
-            return entry[1]
+        entry = self._lru.get(key)
+        return entry[1] if entry is not None and entry[0] == token else None
 
     def put(self, key: tuple[uuid.UUID, str], token: VersionToken, value: EffectivePolicy) -> None:
-        with self._lock:
-            self._data[key] = (token, value)
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
+        self._lru.put(key, (token, value))
 
 
 cache = EffectiveCache()
@@ -284,6 +271,23 @@ def list_page(
 # --- the effective policy -------------------------------------------------------------------------
 
 
+def cached(
+    *, project_id: uuid.UUID, workload_type: WorkloadType, token: VersionToken
+) -> Resolved | None:
+    """The effective policy for these versions if this process has it already (no I/O)."""
+    effective = cache.get((project_id, workload_type), token)
+    return None if effective is None else _resolved(effective, token)
+
+
+def _resolved(effective: EffectivePolicy, token: VersionToken) -> Resolved:
+    g, p = token
+    return Resolved(
+        policy=effective,
+        global_version=g[1] if g else None,
+        project_version=p[1] if p else None,
+    )
+
+
 def resolve(
     session: Session,
     *,
@@ -329,11 +333,7 @@ def resolve(
                 errors=[p.to_dict() for p in exc.problems],
             ) from None
         cache.put(key, token, effective)
-    return Resolved(
-        policy=effective,
-        global_version=g[1] if g else None,
-        project_version=p[1] if p else None,
-    )
+    return _resolved(effective, token)
 
 
 def version_token(rows: Sequence[Any]) -> VersionToken:

@@ -9,12 +9,12 @@ import yaml
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from app.audit.recorder import AuditedRoute, entry_values, record_of
-from app.deps import AccessDep, CurrentPrincipal, SessionDep, SettingsDep
+from app.audit.recorder import AuditedRoute, committed, entry_values, record_of
+from app.deps import AccessDep, CurrentPrincipal, DatabaseDep, SessionDep, SettingsDep
 from app.openapi import responses
 from app.reconciler.status import Phase
 from app.schemas import PageParams, page_params
-from app.workloads import schemas, service
+from app.workloads import schemas, service, submission
 from app.workloads.spec import WorkloadType
 
 router = APIRouter(prefix="/workloads", tags=["workloads"], route_class=AuditedRoute)
@@ -41,9 +41,9 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _submit(
+async def _submit(
     request: Request,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     access: AccessDep,
     *,
@@ -52,22 +52,16 @@ def _submit(
     dry_run: bool,
     idempotency_key: str | None,
 ) -> Response:
+    # Async, without a session dependency: the submission path makes its own statements on the
+    # event loop (app.workloads.submission), one on a warm process. A sync endpoint would cost a
+    # worker-thread hop, and a session its BEGIN and COMMIT round trips.
     audit = record_of(request.scope)
     audit.target = f"{body.project}/{body.name}"
     access.check_project(body.project)
-    # Keys are the caller's own: scoped by the principal's stable id, not its display name.
-    principal_id = access.principal.id
-    digest = ""
-    if idempotency_key and not dry_run:
-        digest = service.request_hash(
-            request.url.path, service.dumps(body.model_dump(mode="json", exclude_unset=True))
-        )
-        stored = service.replay(session, principal=principal_id, key=idempotency_key, digest=digest)
-        if stored is not None:
-            headers = {"Location": stored.location} if stored.location else None
-            return JSONResponse(stored.response, status_code=stored.status, headers=headers)
-    prepared = service.prepare(session, workload_type=workload_type, body=body, settings=settings)
     if dry_run:
+        prepared = await submission.checked(
+            db, workload_type=workload_type, body=body, settings=settings, refresh=True
+        )
         result = schemas.DryRun(
             spec=prepared.spec,
             applied_defaults=prepared.applied_defaults,
@@ -75,31 +69,37 @@ def _submit(
             manifests=prepared.manifests,
         )
         return JSONResponse(result.model_dump(mode="json"))
-    workload = service.store(
-        session,
-        workload_type=workload_type,
-        name=body.name,
-        prepared=prepared,
-        audit={**entry_values(request.scope, 201), "target": str(prepared.id)},
-    )
-    audit.target, audit.staged = str(workload.id), True
-    location = f"/api/v1/workloads/{workload.id}"
+    idempotency = None
     if idempotency_key:
-        service.remember(
-            session,
-            principal=principal_id,
+        # Keys are the caller's own: scoped by the principal's stable id, not its display name.
+        idempotency = submission.IdempotencyKey(
+            principal=access.principal.id,
             key=idempotency_key,
-            digest=digest,
-            status=201,
-            response=workload.model_dump(mode="json"),
-            location=location,
+            digest=submission.request_hash(request.url.path, body),
         )
+        answer = await submission.replay(
+            db, principal=idempotency.principal, key=idempotency.key, digest=idempotency.digest
+        )
+        if answer is not None:
+            headers = {"Location": answer.location} if answer.location else None
+            return JSONResponse(answer.response, status_code=answer.status, headers=headers)
+    workload = await submission.submit(
+        db,
+        workload_type=workload_type,
+        body=body,
+        settings=settings,
+        audit=entry_values(request.scope, 201),
+        idempotency=idempotency,
+    )
+    # The audit entry was stored with the workload, in the same statement.
+    audit.target, audit.staged = str(workload.id), True
+    committed(request.scope)
     # pydantic-core writes the JSON directly: the hot path's answer skips a dict round trip.
     return Response(
         workload.model_dump_json(),
         status_code=201,
         media_type="application/json",
-        headers={"Location": location},
+        headers={"Location": submission.location_of(workload)},
     )
 
 
@@ -110,18 +110,18 @@ def _submit(
     response_model=None,
     responses=SUBMIT_RESPONSES,
 )
-def submit_interactive(
+async def submit_interactive(
     request: Request,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     access: AccessDep,
     body: schemas.InteractiveSubmission,
     dry_run: DryRun = False,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    return _submit(
+    return await _submit(
         request,
-        session,
+        db,
         settings,
         access,
         workload_type="interactive",
@@ -138,18 +138,18 @@ def submit_interactive(
     response_model=None,
     responses=SUBMIT_RESPONSES,
 )
-def submit_training(
+async def submit_training(
     request: Request,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     access: AccessDep,
     body: schemas.TrainingSubmission,
     dry_run: DryRun = False,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    return _submit(
+    return await _submit(
         request,
-        session,
+        db,
         settings,
         access,
         workload_type="training",
@@ -166,18 +166,18 @@ def submit_training(
     response_model=None,
     responses=SUBMIT_RESPONSES,
 )
-def submit_distributed(
+async def submit_distributed(
     request: Request,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     access: AccessDep,
     body: schemas.DistributedSubmission,
     dry_run: DryRun = False,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    return _submit(
+    return await _submit(
         request,
-        session,
+        db,
         settings,
         access,
         workload_type="distributed",
@@ -194,18 +194,18 @@ def submit_distributed(
     response_model=None,
     responses=SUBMIT_RESPONSES,
 )
-def submit_inference(
+async def submit_inference(
     request: Request,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     access: AccessDep,
     body: schemas.InferenceSubmission,
     dry_run: DryRun = False,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    return _submit(
+    return await _submit(
         request,
-        session,
+        db,
         settings,
         access,
         workload_type="inference",

@@ -1,0 +1,486 @@
+"""The submission path: where a workload goes, the policy applied, rendering, one statement.
+
+A warm API process stores a submission with one SQL statement, in autocommit, on the driver's
+connection. The project and the policy versions a submission is checked against (its
+:class:`Target`) are cached per process; the statement that stores the workload reads them
+again and stores nothing when they changed (a policy update, a project change, a write by
+another process), and the submission is then checked again against fresh ones. So the cache
+can never let a workload in under a policy it was not checked against, and API processes need
+no invalidation messages between them.
+
+:func:`prepare` is pure: policy, cross-field checks and rendering, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from app import rendering
+from app.config import Settings
+from app.db import Database, Driver, json_dumps
+from app.errors import Conflict, NotFound, PolicyViolation, ValidationFailed
+from app.lru import Lru
+from app.policies import engine
+from app.policies import service as policies
+from app.workloads import schemas
+from app.workloads.spec import SPEC_MODELS, WorkloadType, missing_required
+
+ACCEPTED = "Accepted; waiting to be applied to the cluster."
+# A policy that keeps changing under a submission (three times in a row) gets a 409, not a loop.
+ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """What a submission needs of its project."""
+
+    id: uuid.UUID
+    name: str
+    namespace: str
+    queue: str | None
+    scheduler: str | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a submission goes: the project, and the effective policy with its versions."""
+
+    project: ProjectInfo
+    token: policies.VersionToken
+    resolved: policies.Resolved
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A submission that passed every check, ready to store (or to show, for a dry run)."""
+
+    id: uuid.UUID
+    target: Target
+    name: str
+    spec: dict[str, Any]
+    submitted_spec: dict[str, Any]
+    applied_defaults: list[str]
+    policy: schemas.PolicyRef
+    manifests: list[dict[str, Any]]
+
+
+# --- the target: read once, then cached and re-checked by the statement that stores -----------
+
+# Everything a submission depends on, in one row: the project and the versions of the global and
+# the project policy of the type. Read on a cache miss; re-read inside the storing statement.
+_TARGET = """
+    SELECT p.id, p.name, p.namespace, p.queue, p.scheduler,
+           g.id AS g_id, g.version AS g_version,
+           pp.id AS p_id, pp.version AS p_version, pp.inherit_global AS p_inherit
+    FROM projects p
+    LEFT JOIN policies g ON g.project_id IS NULL AND g.workload_type = %(type)s
+    LEFT JOIN policies pp ON pp.project_id = p.id AND pp.workload_type = %(type)s
+    WHERE p.name = %(project)s
+"""
+
+_targets: Lru[tuple[str, str], Target] = Lru(maxsize=4096)
+
+
+async def target(
+    db: Database, *, project_name: str, workload_type: WorkloadType, refresh: bool = False
+) -> Target:
+    """The cached target, or a fresh one (one statement; the policy documents only when the
+    effective policy is not cached either). 404 when the project does not exist."""
+    key = (project_name, workload_type)
+    if not refresh:
+        cached = _targets.get(key)
+        if cached is not None:
+            return cached
+    async with db.driver() as driver:
+        row = await driver.fetchone(_TARGET, {"project": project_name, "type": workload_type})
+    if row is None:
+        _targets.pop(key)
+        raise NotFound(f"Project {project_name!r} does not exist.")
+    pid, name, namespace, queue, scheduler, g_id, g_version, p_id, p_version, p_inherit = row
+    token: policies.VersionToken = (
+        (g_id, g_version) if g_id else None,
+        (p_id, p_version, p_inherit) if p_id else None,
+    )
+    resolved = policies.cached(project_id=pid, workload_type=workload_type, token=token)
+    if resolved is None:  # a new policy version: read its documents (rare, so a thread)
+        resolved = await run_in_threadpool(_resolve, db, pid, workload_type, token)
+    fresh = Target(ProjectInfo(pid, name, namespace, queue, scheduler), token, resolved)
+    _targets.put(key, fresh)
+    return fresh
+
+
+def _resolve(
+    db: Database, project_id: uuid.UUID, workload_type: WorkloadType, token: policies.VersionToken
+) -> policies.Resolved:
+    with db.session() as session:
+        return policies.resolve(
+            session, project_id=project_id, workload_type=workload_type, token=token
+        )
+
+
+# --- checking and rendering (pure) --------------------------------------------------------------
+
+
+def render_context(
+    *,
+    workload_id: uuid.UUID,
+    name: str,
+    project: ProjectInfo,
+    workload_type: str,
+    spec: dict[str, Any],
+    settings: Settings,
+    stopped: bool = False,
+) -> rendering.RenderContext:
+    return rendering.RenderContext(
+        workload_id=str(workload_id),
+        name=name,
+        project=project.name,
+        namespace=project.namespace,
+        workload_type=workload_type,  # type: ignore[arg-type]
+        spec=spec,
+        scheduler=(project.scheduler or settings.scheduler),  # type: ignore[arg-type]
+        queue=project.queue,
+        stopped=stopped,
+        node_pool_label_key=settings.node_pool_label_key,
+        node_type_label_key=settings.node_type_label_key,
+        pytorch_native=settings.pytorch_native,
+    )
+
+
+def _spec_errors(workload_type: WorkloadType, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spec model's own checks on the resolved spec (cross-field rules, required fields)."""
+    errors = [
+        {"field": f"spec.{field}", "rule": "required", "message": message}
+        for field, message in missing_required(workload_type, spec)
+    ]
+    try:
+        SPEC_MODELS[workload_type].model_validate(spec)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function"))
+            errors.append(
+                {
+                    "field": f"spec.{loc}" if loc else "spec",
+                    "message": str(err["msg"]).removeprefix("Value error, "),
+                }
+            )
+    return errors
+
+
+def prepare(
+    target: Target,
+    *,
+    workload_type: WorkloadType,
+    body: schemas.Submission,
+    settings: Settings,
+) -> Prepared:
+    """Apply the policy, validate and render; raise 422 listing every problem."""
+    resolved = target.resolved
+    submitted = body.spec.model_dump(mode="json", exclude_unset=True)
+    result = engine.apply_policy(workload_type, submitted, resolved.policy)
+    violations = [{**v.to_dict(), "field": f"spec.{v.field}"} for v in result.violations]
+    errors = violations + _spec_errors(workload_type, result.spec)
+    workload_id = uuid.uuid4()
+    manifests: list[dict[str, Any]] = []
+    if not errors:
+        ctx = render_context(
+            workload_id=workload_id,
+            name=body.name,
+            project=target.project,
+            workload_type=workload_type,
+            spec=result.spec,
+            settings=settings,
+        )
+        problems = rendering.check(ctx)
+        if problems:
+            errors = [
+                {"field": f if f in ("name", "project") else f"spec.{f}", "message": m}
+                for f, m in problems
+            ]
+        else:
+            manifests = rendering.render(ctx)
+    if errors:
+        error_class = PolicyViolation if violations else ValidationFailed
+        raise error_class(
+            f"The {workload_type} workload cannot be accepted: "
+            + "; ".join(f"{e['field']} {e['message']}" for e in errors[:3])
+            + (f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""),
+            errors=errors,
+        )
+    return Prepared(
+        id=workload_id,
+        target=target,
+        name=body.name,
+        spec=result.spec,
+        submitted_spec=submitted,
+        applied_defaults=result.applied_defaults,
+        policy=schemas.PolicyRef(source=resolved.policy.source, version=resolved.version),
+        manifests=manifests,
+    )
+
+
+async def checked(
+    db: Database,
+    *,
+    workload_type: WorkloadType,
+    body: schemas.Submission,
+    settings: Settings,
+    refresh: bool = False,
+) -> Prepared:
+    """:func:`prepare` against the cached target; a refusal is only ever given against a fresh
+    one (the policy may have changed since the cache saw it, and now supply what is missing)."""
+    where = await target(
+        db, project_name=body.project, workload_type=workload_type, refresh=refresh
+    )
+    try:
+        return prepare(where, workload_type=workload_type, body=body, settings=settings)
+    except (PolicyViolation, ValidationFailed):
+        if refresh:
+            raise
+        fresh = await target(
+            db, project_name=body.project, workload_type=workload_type, refresh=True
+        )
+        if (fresh.project, fresh.token) == (where.project, where.token):
+            raise
+    return prepare(fresh, workload_type=workload_type, body=body, settings=settings)
+
+
+# --- storing: one statement -----------------------------------------------------------------
+
+
+_STORE = f"""
+    WITH target AS ({_TARGET}),
+    fresh AS (
+        SELECT id FROM target
+        WHERE (id, namespace, queue, scheduler, g_id, g_version, p_id, p_version, p_inherit)
+            IS NOT DISTINCT FROM (%(project_id)s::uuid, %(namespace)s::varchar,
+                %(queue)s::varchar, %(scheduler)s::varchar, %(g_id)s::uuid, %(g_version)s::int,
+                %(p_id)s::uuid, %(p_version)s::int, %(p_inherit)s::bool)
+    ),
+    w AS (
+        INSERT INTO workloads (id, name, project_id, project, namespace, type, spec,
+            submitted_spec, applied_defaults, policy_source, policy_version, manifests, objects,
+            desired_phase, phase, phase_message, phase_updated_at, conditions, pods, generation,
+            applied_generation, created_at, updated_at)
+        SELECT %(id)s, %(name)s, fresh.id, %(project)s, %(namespace)s, %(type)s, %(spec)s::jsonb,
+            %(submitted_spec)s::jsonb, %(applied_defaults)s::jsonb, %(policy_source)s,
+            %(policy_version)s, %(manifests)s::jsonb, %(objects)s::jsonb, 'Running', 'Creating',
+            %(message)s, now(), '[]', '{{}}', 1, 0, now(), now()
+        FROM fresh
+        ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING
+        RETURNING id, created_at
+    ),
+    e AS (
+        INSERT INTO workload_events (workload_id, created_at, type, phase, reason, message)
+        SELECT id, created_at, 'Submitted', 'Creating', 'Submitted', %(message)s FROM w
+    ),
+    a AS (
+        INSERT INTO audit_log (time, actor, actor_id, role, method, route, target, status,
+            dry_run, request_id)
+        SELECT created_at, %(actor)s, %(actor_id)s, %(role)s, %(method)s, %(route)s, %(target)s,
+            %(status)s, false, %(request_id)s
+        FROM w
+    )
+    SELECT EXISTS (SELECT FROM fresh), (SELECT created_at FROM w)
+"""
+AUDIT_COLUMNS = ("actor", "actor_id", "role", "method", "route", "target", "status", "request_id")
+
+
+class Stale(Exception):
+    """The project or its policies changed since the target was read; nothing was stored."""
+
+
+def object_refs(manifests: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [
+        {"apiVersion": m["apiVersion"], "kind": m["kind"], "name": m["metadata"]["name"]}
+        for m in manifests
+    ]
+
+
+async def store(
+    driver: Driver,
+    prepared: Prepared,
+    *,
+    workload_type: WorkloadType,
+    audit: Mapping[str, Any],
+) -> schemas.Workload:
+    """Insert the workload, its first event and its audit entry (``audit``: the entry's
+    columns) in one statement. 409 if the name is taken; :class:`Stale` if the target is."""
+    project, token = prepared.target.project, prepared.target.token
+    g, p = token
+    objects = object_refs(prepared.manifests)
+    params: dict[str, Any] = {
+        "project": project.name,
+        "type": workload_type,
+        "project_id": project.id,
+        "namespace": project.namespace,
+        "queue": project.queue,
+        "scheduler": project.scheduler,
+        "g_id": g[0] if g else None,
+        "g_version": g[1] if g else None,
+        "p_id": p[0] if p else None,
+        "p_version": p[1] if p else None,
+        "p_inherit": p[2] if p else None,
+        "id": prepared.id,
+        "name": prepared.name,
+        "spec": json_dumps(prepared.spec),
+        "submitted_spec": json_dumps(prepared.submitted_spec),
+        "applied_defaults": json_dumps(prepared.applied_defaults),
+        "policy_source": prepared.policy.source,
+        "policy_version": prepared.policy.version,
+        "manifests": json_dumps(prepared.manifests),
+        "objects": json_dumps(objects),
+        "message": ACCEPTED,
+        **{column: audit.get(column) for column in AUDIT_COLUMNS},
+    }
+    row = await driver.fetchone(_STORE, params)
+    assert row is not None  # the final SELECT always answers one row
+    fresh, created_at = row
+    if not fresh:
+        raise Stale
+    if created_at is None:
+        raise Conflict(
+            f"A workload named {prepared.name!r} already exists in project {project.name!r}.",
+            errors=[{"field": "name", "message": "already in use in this project"}],
+        )
+    return schemas.Workload(
+        id=prepared.id,
+        name=prepared.name,
+        project=project.name,
+        type=workload_type,
+        created_at=created_at,
+        updated_at=created_at,
+        spec=prepared.spec,
+        submitted_spec=prepared.submitted_spec,
+        applied_defaults=prepared.applied_defaults,
+        policy=prepared.policy,
+        desired_phase="Running",
+        phase="Creating",
+        phase_message=ACCEPTED,
+        phase_updated_at=created_at,
+        conditions=[],
+        pods=schemas.PodCounts(),
+        cluster=schemas.ClusterRef(
+            namespace=project.namespace,
+            objects=[schemas.ObjectRef.model_validate(o) for o in objects],
+        ),
+    )
+
+
+# --- idempotency --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The first answer to an Idempotency-Key, replayed for 24 hours."""
+
+    status: int
+    response: dict[str, Any]
+    location: str | None
+
+
+def request_hash(route: str, body: schemas.Submission) -> str:
+    canonical = json.dumps(
+        body.model_dump(mode="json", exclude_unset=True), separators=(",", ":"), sort_keys=True
+    )
+    return hashlib.sha256(route.encode() + b"\0" + canonical.encode()).hexdigest()
+
+
+async def replay(db: Database, *, principal: str, key: str, digest: str) -> Answer | None:
+    """The stored answer for this key, if any; 422 if the key was used for another request."""
+    async with db.driver() as driver:
+        row = await driver.fetchone(
+            "SELECT request_hash, status, response, location FROM idempotency_keys"
+            " WHERE principal = %s AND key = %s AND created_at > now() - interval '24 hours'",
+            (principal, key),
+        )
+    if row is None:
+        return None
+    if row[0] != digest:
+        raise ValidationFailed(
+            "This Idempotency-Key was already used with a different request.",
+            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
+        )
+    return Answer(status=row[1], response=row[2], location=row[3])
+
+
+async def remember(
+    driver: Driver, *, principal: str, key: str, digest: str, answer: Answer
+) -> None:
+    # An expired row for the same key is replaced; a live one means a concurrent duplicate.
+    stored = await driver.fetchone(
+        """
+        INSERT INTO idempotency_keys (principal, key, request_hash, status, response, location)
+        VALUES (%s, %s, %s, %s, %s::jsonb, %s)
+        ON CONFLICT (principal, key) DO UPDATE SET request_hash = excluded.request_hash,
+            status = excluded.status, response = excluded.response,
+            location = excluded.location, created_at = now()
+        WHERE idempotency_keys.created_at <= now() - interval '24 hours'
+        RETURNING key
+        """,
+        (principal, key, digest, answer.status, json_dumps(answer.response), answer.location),
+    )
+    if stored is None:
+        raise Conflict("A request with this Idempotency-Key is in progress or just completed.")
+
+
+# --- the whole path -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    principal: str
+    key: str
+    digest: str
+
+
+async def submit(
+    db: Database,
+    *,
+    workload_type: WorkloadType,
+    body: schemas.Submission,
+    settings: Settings,
+    audit: Mapping[str, Any],
+    idempotency: IdempotencyKey | None = None,
+) -> schemas.Workload:
+    """Check, render and store a submission (and remember its answer under ``idempotency``)."""
+    for attempt in range(ATTEMPTS):
+        prepared = await checked(
+            db, workload_type=workload_type, body=body, settings=settings, refresh=attempt > 0
+        )
+        entry = {**audit, "target": str(prepared.id)}
+        try:
+            async with db.driver() as driver:
+                if idempotency is None:
+                    return await store(driver, prepared, workload_type=workload_type, audit=entry)
+                async with driver.transaction():
+                    workload = await store(
+                        driver, prepared, workload_type=workload_type, audit=entry
+                    )
+                    answer = Answer(201, workload.model_dump(mode="json"), location_of(workload))
+                    await remember(
+                        driver,
+                        principal=idempotency.principal,
+                        key=idempotency.key,
+                        digest=idempotency.digest,
+                        answer=answer,
+                    )
+                return workload
+        except Stale:
+            continue
+    raise Conflict(
+        f"The policies of project {body.project!r} changed while the workload was being "
+        "submitted; submit it again."
+    )
+
+
+def location_of(workload: schemas.Workload) -> str:
+    return f"/api/v1/workloads/{workload.id}"
