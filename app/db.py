@@ -42,6 +42,8 @@ class Driver(Protocol):
 
     async def fetchone(self, query: LiteralString, params: Params) -> Row | None: ...
 
+    async def fetchall(self, query: LiteralString, params: Params) -> list[Row]: ...
+
     def transaction(self) -> AbstractAsyncContextManager[None]: ...
 
 
@@ -52,6 +54,10 @@ class AsyncDriver:
     async def fetchone(self, query: LiteralString, params: Params) -> Row | None:
         cursor = await self.conn.execute(query, params)
         return await cursor.fetchone()
+
+    async def fetchall(self, query: LiteralString, params: Params) -> list[Row]:
+        cursor = await self.conn.execute(query, params)
+        return await cursor.fetchall()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -67,6 +73,9 @@ class BlockingDriver:
 
     async def fetchone(self, query: LiteralString, params: Params) -> Row | None:
         return self.conn.execute(query, params).fetchone()
+
+    async def fetchall(self, query: LiteralString, params: Params) -> list[Row]:
+        return self.conn.execute(query, params).fetchall()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

@@ -16,14 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
+import psycopg
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from app import rendering
+from app.batching import Batcher
 from app.config import Settings
 from app.db import Database, Driver, json_dumps
 from app.errors import Conflict, NotFound, PolicyViolation, ValidationFailed
@@ -64,6 +68,7 @@ class Prepared:
 
     id: uuid.UUID
     target: Target
+    workload_type: WorkloadType
     name: str
     spec: dict[str, Any]
     submitted_spec: dict[str, Any]
@@ -218,6 +223,7 @@ def prepare(
     return Prepared(
         id=workload_id,
         target=target,
+        workload_type=workload_type,
         name=body.name,
         spec=result.spec,
         submitted_spec=submitted,
@@ -253,27 +259,40 @@ async def checked(
     return prepare(fresh, workload_type=workload_type, body=body, settings=settings)
 
 
-# --- storing: one statement -----------------------------------------------------------------
+# --- storing: one statement for a batch of submissions ------------------------------------
 
-
-_STORE = f"""
-    WITH target AS ({_TARGET}),
+# The target as the submission saw it, the workload, its first event and its audit entry, for
+# every submission of the batch at once. The batch is one JSON parameter (orjson writes it far
+# faster than the driver dumps arrays), so the statement is the same, and prepared, for any
+# batch size. A submission whose target changed meanwhile is not stored (``fresh`` is
+# false), nor one whose name is taken (no ``created_at``): each row of the answer says which.
+_STORE = """
+    WITH input AS (
+        SELECT * FROM json_to_recordset(%(batch)s::json) AS t(id uuid, name text,
+            project text, type text, project_id uuid, namespace text, queue text,
+            scheduler text, g_id uuid, g_version int, p_id uuid, p_version int, p_inherit bool,
+            spec jsonb, submitted_spec jsonb, applied_defaults jsonb, policy_source text,
+            policy_version int, manifests jsonb, objects jsonb, actor text, actor_id text,
+            role text, method text, route text, status int, request_id text)
+    ),
     fresh AS (
-        SELECT id FROM target
-        WHERE (id, namespace, queue, scheduler, g_id, g_version, p_id, p_version, p_inherit)
-            IS NOT DISTINCT FROM (%(project_id)s::uuid, %(namespace)s::varchar,
-                %(queue)s::varchar, %(scheduler)s::varchar, %(g_id)s::uuid, %(g_version)s::int,
-                %(p_id)s::uuid, %(p_version)s::int, %(p_inherit)s::bool)
+        SELECT i.* FROM input i
+        JOIN projects p ON p.name = i.project
+        LEFT JOIN policies g ON g.project_id IS NULL AND g.workload_type = i.type
+        LEFT JOIN policies pp ON pp.project_id = p.id AND pp.workload_type = i.type
+        WHERE (p.id, p.namespace, p.queue, p.scheduler, g.id, g.version, pp.id, pp.version,
+                pp.inherit_global)
+            IS NOT DISTINCT FROM (i.project_id, i.namespace, i.queue, i.scheduler, i.g_id,
+                i.g_version, i.p_id, i.p_version, i.p_inherit)
     ),
     w AS (
         INSERT INTO workloads (id, name, project_id, project, namespace, type, spec,
             submitted_spec, applied_defaults, policy_source, policy_version, manifests, objects,
             desired_phase, phase, phase_message, phase_updated_at, conditions, pods, generation,
             applied_generation, created_at, updated_at)
-        SELECT %(id)s, %(name)s, fresh.id, %(project)s, %(namespace)s, %(type)s, %(spec)s::jsonb,
-            %(submitted_spec)s::jsonb, %(applied_defaults)s::jsonb, %(policy_source)s,
-            %(policy_version)s, %(manifests)s::jsonb, %(objects)s::jsonb, 'Running', 'Creating',
-            %(message)s, now(), '[]', '{{}}', 1, 0, now(), now()
+        SELECT id, name, project_id, project, namespace, type, spec, submitted_spec,
+            applied_defaults, policy_source, policy_version, manifests, objects, 'Running',
+            'Creating', %(message)s, now(), '[]', '{}', 1, 0, now(), now()
         FROM fresh
         ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING
         RETURNING id, created_at
@@ -285,17 +304,31 @@ _STORE = f"""
     a AS (
         INSERT INTO audit_log (time, actor, actor_id, role, method, route, target, status,
             dry_run, request_id)
-        SELECT created_at, %(actor)s, %(actor_id)s, %(role)s, %(method)s, %(route)s, %(target)s,
-            %(status)s, false, %(request_id)s
-        FROM w
+        SELECT w.created_at, i.actor, i.actor_id, i.role, i.method, i.route, i.id::text,
+            i.status, false, i.request_id
+        FROM w JOIN input i USING (id)
     )
-    SELECT EXISTS (SELECT FROM fresh), (SELECT created_at FROM w)
+    SELECT i.id, f.id IS NOT NULL, w.created_at
+    FROM input i LEFT JOIN fresh f USING (id) LEFT JOIN w USING (id)
 """
-AUDIT_COLUMNS = ("actor", "actor_id", "role", "method", "route", "target", "status", "request_id")
+AUDIT_COLUMNS = ("actor", "actor_id", "role", "method", "route", "status", "request_id")
 
 
 class Stale(Exception):
     """The project or its policies changed since the target was read; nothing was stored."""
+
+
+@dataclass(frozen=True)
+class Storing:
+    """One submission to store: what passed the checks, and its audit entry's columns."""
+
+    prepared: Prepared
+    audit: Mapping[str, Any]
+
+
+# The workload as stored, or why not: a 409 (the name is taken), :class:`Stale`, or the error
+# the database gave this submission alone.
+Stored = schemas.Workload | Exception
 
 
 def object_refs(manifests: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -305,63 +338,64 @@ def object_refs(manifests: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
-async def store(
-    driver: Driver,
-    prepared: Prepared,
-    *,
-    workload_type: WorkloadType,
-    audit: Mapping[str, Any],
-) -> schemas.Workload:
-    """Insert the workload, its first event and its audit entry (``audit``: the entry's
-    columns) in one statement. 409 if the name is taken; :class:`Stale` if the target is."""
-    project, token = prepared.target.project, prepared.target.token
-    g, p = token
-    objects = object_refs(prepared.manifests)
-    params: dict[str, Any] = {
+def _columns(item: Storing) -> dict[str, Any]:
+    p = item.prepared
+    project, (g, pp) = p.target.project, p.target.token
+    return {
+        "id": p.id,
+        "name": p.name,
         "project": project.name,
-        "type": workload_type,
+        "type": p.workload_type,
         "project_id": project.id,
         "namespace": project.namespace,
         "queue": project.queue,
         "scheduler": project.scheduler,
         "g_id": g[0] if g else None,
         "g_version": g[1] if g else None,
-        "p_id": p[0] if p else None,
-        "p_version": p[1] if p else None,
-        "p_inherit": p[2] if p else None,
-        "id": prepared.id,
-        "name": prepared.name,
-        "spec": json_dumps(prepared.spec),
-        "submitted_spec": json_dumps(prepared.submitted_spec),
-        "applied_defaults": json_dumps(prepared.applied_defaults),
-        "policy_source": prepared.policy.source,
-        "policy_version": prepared.policy.version,
-        "manifests": json_dumps(prepared.manifests),
-        "objects": json_dumps(objects),
-        "message": ACCEPTED,
-        **{column: audit.get(column) for column in AUDIT_COLUMNS},
+        "p_id": pp[0] if pp else None,
+        "p_version": pp[1] if pp else None,
+        "p_inherit": pp[2] if pp else None,
+        "spec": p.spec,
+        "submitted_spec": p.submitted_spec,
+        "applied_defaults": p.applied_defaults,
+        "policy_source": p.policy.source,
+        "policy_version": p.policy.version,
+        "manifests": p.manifests,
+        "objects": object_refs(p.manifests),
+        **{column: item.audit.get(column) for column in AUDIT_COLUMNS},
     }
-    row = await driver.fetchone(_STORE, params)
-    assert row is not None  # the final SELECT always answers one row
-    fresh, created_at = row
+
+
+async def store(driver: Driver, batch: Sequence[Storing]) -> list[Stored]:
+    """Store a batch with one statement; per submission, what :data:`Stored` says."""
+    params = {"batch": json_dumps([_columns(item) for item in batch]), "message": ACCEPTED}
+    answers = {
+        ident: (fresh, created) for ident, fresh, created in await driver.fetchall(_STORE, params)
+    }
+    return [_outcome(item, *answers[item.prepared.id]) for item in batch]
+
+
+def _outcome(item: Storing, fresh: bool, created_at: datetime | None) -> Stored:
+    p = item.prepared
+    project = p.target.project
     if not fresh:
-        raise Stale
+        return Stale()
     if created_at is None:
-        raise Conflict(
-            f"A workload named {prepared.name!r} already exists in project {project.name!r}.",
+        return Conflict(
+            f"A workload named {p.name!r} already exists in project {project.name!r}.",
             errors=[{"field": "name", "message": "already in use in this project"}],
         )
     return schemas.Workload(
-        id=prepared.id,
-        name=prepared.name,
+        id=p.id,
+        name=p.name,
         project=project.name,
-        type=workload_type,
+        type=p.workload_type,
         created_at=created_at,
         updated_at=created_at,
-        spec=prepared.spec,
-        submitted_spec=prepared.submitted_spec,
-        applied_defaults=prepared.applied_defaults,
-        policy=prepared.policy,
+        spec=p.spec,
+        submitted_spec=p.submitted_spec,
+        applied_defaults=p.applied_defaults,
+        policy=p.policy,
         desired_phase="Running",
         phase="Creating",
         phase_message=ACCEPTED,
@@ -370,9 +404,45 @@ async def store(
         pods=schemas.PodCounts(),
         cluster=schemas.ClusterRef(
             namespace=project.namespace,
-            objects=[schemas.ObjectRef.model_validate(o) for o in objects],
+            objects=[schemas.ObjectRef.model_validate(o) for o in object_refs(p.manifests)],
         ),
     )
+
+
+class Storer:
+    """Stores the submissions of one process, concurrent ones together (app.batching): one
+    statement, one commit and one round trip for all the submissions that arrived while the
+    previous batch was being written."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.batcher: Batcher[Storing, Stored] = Batcher(self._store)
+
+    async def _store(self, batch: Sequence[Storing]) -> list[Stored]:
+        try:
+            async with self.db.driver() as driver:
+                return await store(driver, batch)
+        except (psycopg.DataError, psycopg.IntegrityError):
+            if len(batch) == 1:
+                raise
+        # One submission's value the database refuses must not fail the others: each alone.
+        return [await self._alone(item) for item in batch]
+
+    async def _alone(self, item: Storing) -> Stored:
+        try:
+            return (await self._store([item]))[0]
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            return exc
+
+
+_storers: WeakKeyDictionary[Database, Storer] = WeakKeyDictionary()
+
+
+def storer(db: Database) -> Storer:
+    found = _storers.get(db)
+    if found is None:
+        found = _storers[db] = Storer(db)
+    return found
 
 
 # --- idempotency --------------------------------------------------------------------------------
@@ -456,30 +526,36 @@ async def submit(
         prepared = await checked(
             db, workload_type=workload_type, body=body, settings=settings, refresh=attempt > 0
         )
-        entry = {**audit, "target": str(prepared.id)}
-        try:
-            async with db.driver() as driver:
-                if idempotency is None:
-                    return await store(driver, prepared, workload_type=workload_type, audit=entry)
-                async with driver.transaction():
-                    workload = await store(
-                        driver, prepared, workload_type=workload_type, audit=entry
-                    )
-                    answer = Answer(201, workload.model_dump(mode="json"), location_of(workload))
-                    await remember(
-                        driver,
-                        principal=idempotency.principal,
-                        key=idempotency.key,
-                        digest=idempotency.digest,
-                        answer=answer,
-                    )
-                return workload
-        except Stale:
+        item = Storing(prepared, audit)
+        if idempotency is None:
+            outcome = await storer(db).batcher(item)
+        else:
+            outcome = await _store_remembering(db, item, idempotency)
+        if isinstance(outcome, Stale):
             continue
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
     raise Conflict(
         f"The policies of project {body.project!r} changed while the workload was being "
         "submitted; submit it again."
     )
+
+
+async def _store_remembering(db: Database, item: Storing, idempotency: IdempotencyKey) -> Stored:
+    """The submission and its Idempotency-Key's answer, in one transaction."""
+    async with db.driver() as driver, driver.transaction():
+        (outcome,) = await store(driver, [item])
+        if isinstance(outcome, schemas.Workload):
+            answer = Answer(201, outcome.model_dump(mode="json"), location_of(outcome))
+            await remember(
+                driver,
+                principal=idempotency.principal,
+                key=idempotency.key,
+                digest=idempotency.digest,
+                answer=answer,
+            )
+        return outcome
 
 
 def location_of(workload: schemas.Workload) -> str:
