@@ -15,11 +15,16 @@ from sqlalchemy import Engine, func, select, text
 
 from app.config import Settings
 from app.db import Database, DriverPool
+from app.errors import Conflict
 from app.main import create_app
 from app.models import AuditEntry, IdempotencyKey, Workload, WorkloadEvent
+from app.workloads import submission
+from app.workloads.schemas import TrainingSubmission
+from app.workloads.schemas import Workload as WorkloadRead
 from tests.conftest import AUTH
 
 POLICY = "/api/v1/policies/global/trainings"
+AUDIT_ENTRY = {"actor": "t", "method": "POST", "route": "/x", "status": 201}
 
 
 @pytest.fixture
@@ -183,3 +188,46 @@ def test_an_unreachable_server_fails_at_once() -> None:
 
     asyncio.run(asyncio.wait_for(scenario(), 5))  # not the 30 s of the busy-pool wait
     assert started.is_set()
+
+
+def test_a_batch_stores_each_submission_or_says_why_not(
+    committed_db: Database, settings: Settings
+) -> None:
+    with TestClient(create_app(settings, db=committed_db), headers=AUTH) as c:
+        assert c.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
+        assert c.post(
+            "/api/v1/workloads/trainings",
+            json={"name": "taken", "project": "team-a", "spec": {"image": "x"}},
+        )
+
+    async def scenario() -> tuple[Any, ...]:
+        async def one(name: str, spec: dict[str, Any]) -> Any:
+            body = TrainingSubmission.model_validate(
+                {"name": name, "project": "team-a", "spec": spec}
+            )
+            prepared = await submission.checked(
+                committed_db, workload_type="training", body=body, settings=settings
+            )
+            return await submission.storer(committed_db).batcher(
+                submission.Storing(
+                    prepared, {"actor": "t", "method": "POST", "route": "/x", "status": 201}
+                )
+            )
+
+        # Queued together before the first write starts: one batch of four.
+        return await asyncio.gather(
+            one("a", {"image": "x"}),
+            one("taken", {"image": "x"}),
+            one("nul", {"image": "x", "workingDir": "/a\x00"}),  # PostgreSQL refuses \u0000
+            one("b", {"image": "x"}),
+        )
+
+    a, taken, nul, b = asyncio.run(scenario())
+    assert isinstance(a, WorkloadRead)
+    assert isinstance(b, WorkloadRead)
+    assert isinstance(taken, Conflict)
+    assert isinstance(nul, psycopg.DataError)
+    with committed_db.session() as s:
+        names = set(s.scalars(select(Workload.name)))
+    assert names == {"taken", "a", "b"}
+    assert count(committed_db, WorkloadEvent) == 3
