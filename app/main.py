@@ -31,6 +31,7 @@ from app.problems import install_error_handlers, problem_response
 from app.projects.router import router as projects_router
 from app.schemas import Problem
 from app.workloads.router import router as workloads_router
+from app.workloads.router import submissions as submissions_router
 
 log = logging.getLogger("runplane")
 
@@ -115,7 +116,14 @@ def create_app(
     # Each router is included directly, busiest first: FastAPI matches a request against the
     # routes of every included router in turn, and again inside the one selected, so nesting
     # the API under one more router would scan them all a third time.
-    for router in (workloads_router, projects_router, policies_router, tokens_router, audit_router):
+    for router in (
+        submissions_router,
+        workloads_router,
+        projects_router,
+        policies_router,
+        tokens_router,
+        audit_router,
+    ):
         app.include_router(
             router,
             prefix=API_PREFIX,

@@ -15,9 +15,12 @@ from app.openapi import responses
 from app.reconciler.status import Phase
 from app.schemas import PageParams, page_params
 from app.workloads import schemas, service, submission
+from app.workloads.routing import SubmissionRoute
 from app.workloads.spec import WorkloadType
 
 router = APIRouter(prefix="/workloads", tags=["workloads"], route_class=AuditedRoute)
+# The four submission endpoints: a short path for well-formed requests (app.workloads.routing).
+submissions = APIRouter(prefix="/workloads", tags=["workloads"], route_class=SubmissionRoute)
 
 DryRun = Annotated[
     bool,
@@ -103,7 +106,7 @@ async def _submit(
     )
 
 
-@router.post(
+@submissions.post(
     "/interactives",
     operation_id="submitInteractive",
     status_code=201,
@@ -131,7 +134,7 @@ async def submit_interactive(
     )
 
 
-@router.post(
+@submissions.post(
     "/trainings",
     operation_id="submitTraining",
     status_code=201,
@@ -159,7 +162,7 @@ async def submit_training(
     )
 
 
-@router.post(
+@submissions.post(
     "/distributed",
     operation_id="submitDistributed",
     status_code=201,
@@ -187,7 +190,7 @@ async def submit_distributed(
     )
 
 
-@router.post(
+@submissions.post(
     "/inferences",
     operation_id="submitInference",
     status_code=201,

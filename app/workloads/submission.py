@@ -204,14 +204,13 @@ def prepare(
             spec=result.spec,
             settings=settings,
         )
-        problems = rendering.check(ctx)
-        if problems:
+        try:
+            manifests = rendering.render(ctx)  # it checks first
+        except rendering.RenderError as exc:
             errors = [
                 {"field": f if f in ("name", "project") else f"spec.{f}", "message": m}
-                for f, m in problems
+                for f, m in exc.problems
             ]
-        else:
-            manifests = rendering.render(ctx)
     if errors:
         error_class = PolicyViolation if violations else ValidationFailed
         raise error_class(
@@ -268,7 +267,7 @@ async def checked(
 # false), nor one whose name is taken (no ``created_at``): each row of the answer says which.
 _STORE = """
     WITH input AS (
-        SELECT * FROM json_to_recordset(%(batch)s::json) AS t(id uuid, name text,
+        SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS t(id uuid, name text,
             project text, type text, project_id uuid, namespace text, queue text,
             scheduler text, g_id uuid, g_version int, p_id uuid, p_version int, p_inherit bool,
             spec jsonb, submitted_spec jsonb, applied_defaults jsonb, policy_source text,
@@ -385,7 +384,8 @@ def _outcome(item: Storing, fresh: bool, created_at: datetime | None) -> Stored:
             f"A workload named {p.name!r} already exists in project {project.name!r}.",
             errors=[{"field": "name", "message": "already in use in this project"}],
         )
-    return schemas.Workload(
+    # Built from values this module made and the database returned: no validation to redo.
+    return schemas.Workload.model_construct(
         id=p.id,
         name=p.name,
         project=project.name,
@@ -402,10 +402,16 @@ def _outcome(item: Storing, fresh: bool, created_at: datetime | None) -> Stored:
         phase_updated_at=created_at,
         conditions=[],
         pods=schemas.PodCounts(),
-        cluster=schemas.ClusterRef(
+        cluster=schemas.ClusterRef.model_construct(
             namespace=project.namespace,
-            objects=[schemas.ObjectRef.model_validate(o) for o in object_refs(p.manifests)],
+            objects=[
+                schemas.ObjectRef.model_construct(
+                    api_version=o["apiVersion"], kind=o["kind"], name=o["name"]
+                )
+                for o in object_refs(p.manifests)
+            ],
         ),
+        deleted_at=None,
     )
 
 
