@@ -41,6 +41,8 @@ class Batcher(Generic[T, R]):
         return await future
 
     async def _drain(self) -> None:
+        # One turn of the event loop first: requests already on their way here join this batch.
+        await asyncio.sleep(0)
         while self._pending:
             batch = self._pending[: self.max_size]
             del self._pending[: self.max_size]

@@ -70,6 +70,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_level=settings.log_level.lower(),
         access_log=args.access_log,
         timeout_graceful_shutdown=20,
+        # Runplane reads no client address (audit records principals, rate limits are per
+        # principal), so X-Forwarded-* need no parsing; and no `server` header to advertise.
+        proxy_headers=False,
+        server_header=False,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated
 
 from kubernetes.utils.quantity import parse_quantity
@@ -28,6 +29,14 @@ def quantity_value(value: str | int | float) -> Decimal:
         if value < 0:
             raise ValueError("a quantity must not be negative")
         return Decimal(str(value))
+    return _parse(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse(value: str) -> Decimal:
+    # Each submission checks its quantities several times (spec model, policy, rendering), and
+    # the same few values recur across submissions; parsing is the slow part. (A ValueError is
+    # not cached.)
     if not is_quantity(value):
         raise ValueError(
             f"{value!r} is not a Kubernetes quantity (examples: '10Gi', '500M', '0.5')"
