@@ -141,10 +141,23 @@ class RequestContextMiddleware:
                 requestId=request_id,
             )
         finally:
-            template = route_template(scope)
-            method = scope.get("method", "")
-            HTTP_REQUESTS.labels(method, template, str(status_code)).inc()
-            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - start)
+            _observe(scope.get("method", ""), route_template(scope), status_code, start)
+
+
+# The series of each (method, route template, status): labels() looks them up under a lock on
+# every call; methods, templates and statuses are few, so keep them.
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _observe(method: str, template: str, status: int, start: float) -> None:
+    series = _SERIES.get((method, template, status))
+    if series is None:
+        series = _SERIES[(method, template, status)] = (
+            HTTP_REQUESTS.labels(method, template, str(status)),
+            HTTP_LATENCY.labels(method, template),
+        )
+    series[0].inc()
+    series[1].observe(time.perf_counter() - start)
 
 
 class BodyTooLarge(Exception):
