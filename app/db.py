@@ -113,7 +113,7 @@ class DriverPool:
         pool = engine.pool
         return cls(
             make_conninfo(*cargs, **options),
-            size=pool.size() + max(pool.overflow(), 0) if isinstance(pool, QueuePool) else 5,
+            size=pool.size() if isinstance(pool, QueuePool) else 5,
             timeout=pool.timeout() if isinstance(pool, QueuePool) else 30.0,
             recycle=POOL_RECYCLE_SECONDS,
         )

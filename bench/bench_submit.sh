@@ -14,6 +14,10 @@ PORT=${PORT:-8765}
 : "${DATABASE_URL:?set DATABASE_URL to a PostgreSQL server}"
 BASE=${DATABASE_URL/postgresql+psycopg:/postgresql:}
 DB=runplane_bench_$$
+if curl -s "127.0.0.1:$PORT/healthz" >/dev/null; then
+  echo "port $PORT is in use: stop what listens there, or set PORT" >&2
+  exit 1
+fi
 psql "$BASE" -qc "CREATE DATABASE $DB"
 URL=$(.venv/bin/python -c "
 from sqlalchemy.engine import make_url; import sys
