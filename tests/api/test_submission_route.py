@@ -9,6 +9,7 @@ import pytest
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 
+from app.deps import get_principal
 from app.workloads import routing
 from app.workloads.routing import SubmissionRoute
 
@@ -37,11 +38,10 @@ def comparable(r: Any) -> Any:
 def took_short_path(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """One entry per request the short path handled (FastAPI's handler never calls this name)."""
     seen: list[bool] = []
-    real = routing.get_principal  # type: ignore[attr-defined]
 
     async def spy(request: Request) -> Any:
         seen.append(True)
-        return await real(request)
+        return await get_principal(request)
 
     monkeypatch.setattr(routing, "get_principal", spy)
     return seen
