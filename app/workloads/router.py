@@ -86,7 +86,7 @@ async def _submit(
         if answer is not None:
             headers = {"Location": answer.location} if answer.location else None
             return JSONResponse(answer.response, status_code=answer.status, headers=headers)
-    workload = await submission.submit(
+    accepted = await submission.submit(
         db,
         workload_type=workload_type,
         body=body,
@@ -95,14 +95,13 @@ async def _submit(
         idempotency=idempotency,
     )
     # The audit entry was stored with the workload, in the same statement.
-    audit.target, audit.staged = str(workload.id), True
+    audit.target, audit.staged = str(accepted.id), True
     committed(request.scope)
-    # pydantic-core writes the JSON directly: the hot path's answer skips a dict round trip.
     return Response(
-        workload.model_dump_json(),
+        accepted.json,
         status_code=201,
         media_type="application/json",
-        headers={"Location": submission.location_of(workload)},
+        headers={"Location": accepted.location},
     )
 
 

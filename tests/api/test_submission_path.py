@@ -223,11 +223,25 @@ def test_a_batch_stores_each_submission_or_says_why_not(
         )
 
     a, taken, nul, b = asyncio.run(scenario())
-    assert isinstance(a, WorkloadRead)
-    assert isinstance(b, WorkloadRead)
+    assert isinstance(a, submission.Accepted)
+    assert isinstance(b, submission.Accepted)
     assert isinstance(taken, Conflict)
     assert isinstance(nul, psycopg.DataError)
     with committed_db.session() as s:
         names = set(s.scalars(select(Workload.name)))
     assert names == {"taken", "a", "b"}
     assert count(committed_db, WorkloadEvent) == 3
+
+
+def test_the_answer_is_what_the_workload_schema_writes(client: TestClient, project: str) -> None:
+    client.put(POLICY, json={"defaults": {"compute": {"cpuCoreLimit": 1.5}}})
+    spec = {
+        "image": "x",
+        "compute": {"cpuCoreRequest": 0.5, "cpuMemoryRequest": "1Gi"},
+        "environmentVariables": [{"name": "GREETING", "value": 'grüße ✓ "quoted" \\n'}],
+    }
+    r = submit(client, "schema", spec)
+    assert r.status_code == 201, r.text
+    # Written by orjson on the hot path: byte for byte what pydantic writes for the schema.
+    assert WorkloadRead.model_validate_json(r.content).model_dump_json().encode() == r.content
+    assert r.json() == client.get(r.headers["location"]).json()
