@@ -326,8 +326,6 @@ class Storing:
     audit: Mapping[str, Any]
 
 
-
-
 def object_refs(manifests: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [
         {"apiVersion": m["apiVersion"], "kind": m["kind"], "name": m["metadata"]["name"]}
