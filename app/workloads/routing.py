@@ -6,8 +6,9 @@ headers, the body parsed by ``json`` then validated): about a fifth of a submiss
 a plain ``dryRun``, an ``Idempotency-Key`` within its length) the same values directly, from
 the same functions: the principal and access decision of :mod:`app.deps`, the body validated
 by its model straight from the bytes. Any other request, and every refusal of a malformed one,
-goes through FastAPI's own handler unchanged; FastAPI also still reads the endpoint's signature
-for the OpenAPI document.
+goes through FastAPI's own handler unchanged, as does every request while the app has
+``dependency_overrides``; FastAPI also still reads the endpoint's signature for the OpenAPI
+document.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ class SubmissionRoute(AuditedRoute):
             dry_run = _DRY_RUN.get(request.scope["query_string"])
             key = request.headers.get("idempotency-key")
             body = None
-            if dry_run is not None and (key is None or len(key) <= IDEMPOTENCY_KEY_MAX):
+            if (
+                dry_run is not None
+                and (key is None or len(key) <= IDEMPOTENCY_KEY_MAX)
+                # Overridden dependencies are FastAPI's to apply.
+                and not request.app.dependency_overrides
+            ):
                 body = await _json_body(request, body_model)
             if body is None:
                 return await fastapi_handler(request)

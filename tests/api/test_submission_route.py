@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.testclient import TestClient
 
+from app.auth.principal import Principal
 from app.deps import get_principal
 from app.workloads import routing
 from app.workloads.routing import SubmissionRoute
@@ -109,3 +110,20 @@ def test_an_endpoint_must_declare_what_the_short_path_supplies() -> None:
 
     with pytest.raises(TypeError, match="must take"):
         APIRouter(route_class=SubmissionRoute).post("/odd")(submit_odd)
+
+
+def test_overridden_dependencies_are_honoured(
+    client: TestClient, project: str, took_short_path: list[bool]
+) -> None:
+    def viewer() -> Principal:
+        return Principal(name="v", role="viewer", id="v", projects=frozenset({"team-a"}))
+
+    app = cast(FastAPI, client.app)
+    app.dependency_overrides[get_principal] = viewer
+    try:
+        assert client.post(URL, json=BODY).status_code == 403  # a viewer may not submit
+    finally:
+        app.dependency_overrides.clear()
+    assert took_short_path == []
+    assert client.post(URL, json=BODY).status_code == 201
+    assert took_short_path == [True]
