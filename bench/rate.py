@@ -22,6 +22,7 @@ async def main(url: str, rate: float, seconds: float) -> None:
     project = os.environ.get("PROJECT", "bench")
     run = os.environ.get("RUN", "rate")
     latencies: list[float] = []
+    slow: list[float] = []  # when (seconds into the run) each request slower than 100 ms left
     errors = 0
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
@@ -45,6 +46,8 @@ async def main(url: str, rate: float, seconds: float) -> None:
             except httpx.HTTPError:
                 errors += 1
             latencies.append(time.perf_counter() - started)
+            if latencies[-1] > 0.1:
+                slow.append(started - start)
 
         tasks = []
         start = time.perf_counter()
@@ -61,6 +64,8 @@ async def main(url: str, rate: float, seconds: float) -> None:
         f"rate {rate:.0f}/s for {seconds:.0f} s: {len(latencies)} requests, {errors} errors, "
         f"p50 {p[49] * 1000:.1f} ms, p99 {p[98] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms"
     )
+    if slow:
+        print(f"  {len(slow)} slower than 100 ms, sent from {min(slow):.1f} s to {max(slow):.1f} s")
 
 
 if __name__ == "__main__":
