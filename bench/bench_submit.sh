@@ -3,17 +3,21 @@
 #
 #   bench/bench_submit.sh [WORKERS] [SECONDS] [ROUNDS]
 #
-# Needs wrk and pgbench, and DATABASE_URL pointing at a PostgreSQL server (a scratch database is
-# created there and dropped). Traffic stays on 127.0.0.1.
+# Needs wrk, pgbench and Go, and DATABASE_URL pointing at a PostgreSQL server (a scratch
+# database is created there and dropped). Traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WORKERS=${1:-3}
+WORKERS=${1:-2}
 SECONDS_=${2:-15}
 ROUNDS=${3:-3}
 PORT=${PORT:-8765}
 : "${DATABASE_URL:?set DATABASE_URL to a PostgreSQL server}"
 BASE=${DATABASE_URL/postgresql+psycopg:/postgresql:}
 DB=runplane_bench_$$
+# The fixed-rate client is Go (bench/openloop): a Python client at 200/s took most of a core
+# here and measured its own queueing as much as the server.
+OPENLOOP=$PWD/.cache/openloop
+(cd bench/openloop && go build -o "$OPENLOOP" .)
 if curl -s "127.0.0.1:$PORT/healthz" >/dev/null; then
   echo "port $PORT is in use: stop what listens there, or set PORT" >&2
   exit 1
@@ -38,7 +42,7 @@ curl -sf -XPUT "127.0.0.1:$PORT/api/v1/policies/global/trainings" -H "$AUTH" \
   -d '{"defaults":{"imagePullPolicy":"IfNotPresent","compute":{"cpuCoreLimit":4}},"rules":{"compute":{"gpuDevicesRequest":{"max":8}},"image":{"pattern":"[a-z0-9./:_-]+"}}}' >/dev/null
 RUN=warm wrk -t2 -c8 -d3s -s bench/submit.lua "http://127.0.0.1:$PORT" >/dev/null
 echo "== fixed 200 submissions/s (open loop), before and after the throughput rounds"
-RUN=rate1 .venv/bin/python bench/rate.py "http://127.0.0.1:$PORT" 200 "$SECONDS_"
+RUN=rate1 "$OPENLOOP" -url "http://127.0.0.1:$PORT" -rate 200 -seconds "$SECONDS_"
 
 # The machine's speed drifts (it is shared): each round measures the raw rate and then the
 # submissions right after it, and the ratio of the round is what counts; the median is reported.
@@ -55,4 +59,4 @@ for round in $(seq "$ROUNDS"); do
   printf "round %d: raw %.0f tps | submissions: %s | ratio %s\n" "$round" "$RAW" "$OUT" "$RATIO"
 done
 printf "median ratio %s\n" "$(printf "%s\n" "${RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')"
-RUN=rate2 .venv/bin/python bench/rate.py "http://127.0.0.1:$PORT" 200 "$SECONDS_"
+RUN=rate2 "$OPENLOOP" -url "http://127.0.0.1:$PORT" -rate 200 -seconds "$SECONDS_"

@@ -1,0 +1,3 @@
+module runplane.io/bench/openloop
+
+go 1.26
