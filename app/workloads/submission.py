@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -76,6 +77,11 @@ class Prepared:
     applied_defaults: list[str]
     policy: schemas.PolicyRef
     manifests: list[dict[str, Any]]
+
+    @cached_property
+    def objects(self) -> list[dict[str, str]]:
+        """The cluster objects the manifests make (stored, and in the answer)."""
+        return object_refs(self.manifests)
 
 
 # --- the target: read once, then cached and re-checked by the statement that stores -----------
@@ -356,7 +362,7 @@ def _columns(item: Storing) -> dict[str, Any]:
         "policy_source": p.policy.source,
         "policy_version": p.policy.version,
         "manifests": p.manifests,
-        "objects": object_refs(p.manifests),
+        "objects": p.objects,
         **{column: item.audit.get(column) for column in AUDIT_COLUMNS},
     }
 
@@ -418,7 +424,7 @@ def _answer(p: Prepared, created_at: datetime) -> bytes:
             "phaseUpdatedAt": created_at,
             "conditions": [],
             "pods": {"requested": 0, "running": 0, "pending": 0, "succeeded": 0, "failed": 0},
-            "cluster": {"namespace": project.namespace, "objects": object_refs(p.manifests)},
+            "cluster": {"namespace": project.namespace, "objects": p.objects},
             "deletedAt": None,
         },
         option=orjson.OPT_UTC_Z,
