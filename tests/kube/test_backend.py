@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from kubernetes.client import ApiClient
 
@@ -171,10 +170,16 @@ def test_observe_lists_once_per_kind_whatever_the_number_of_workloads(
 
 
 def test_a_missing_crd_gives_the_clear_message(
-    backend: KubernetesBackend, kube_api: ApiClient, kube_namespace: str
+    backend: KubernetesBackend,
+    kube_api: ApiClient,
+    kube_namespace: str,
+    kube_control_plane: testenv.ControlPlane,
 ) -> None:
-    crd_file = testenv.shared_crd_dir() / "kubeflow.org_mpijobs_v2beta1.yaml"
-    crd = next(d for d in yaml.safe_load_all(crd_file.read_text()) if d)
+    assert kube_control_plane.crd_dir is not None
+    crd_file = kube_control_plane.crd_dir / "mpi-operator.yaml"
+    crd = next(
+        d for d in testenv.load_yaml_documents(crd_file) if d["kind"] == "CustomResourceDefinition"
+    )
     ctx = context("mpi-missing", kube_namespace, "mpi")
     crds = "apiextensions.k8s.io/v1", "CustomResourceDefinition"
 
