@@ -40,6 +40,7 @@ __all__ = [
     "check",
     "check_names",
     "is_stopped",
+    "object_refs",
     "render",
     "stopped_form",
 ]
@@ -96,6 +97,14 @@ def render(ctx: RenderContext) -> list[Manifest]:
     if problems:
         raise RenderError(problems)
     return _RENDERERS[ctx.workload_type](ctx)
+
+
+def object_refs(manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """``{apiVersion, kind, name}`` of each manifest: the objects a workload makes."""
+    return [
+        {"apiVersion": m["apiVersion"], "kind": m["kind"], "name": m["metadata"]["name"]}
+        for m in manifests
+    ]
 
 
 def stopped_form(manifests: Sequence[Manifest]) -> list[Manifest]:

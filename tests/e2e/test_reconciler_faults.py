@@ -14,15 +14,15 @@ from app.cluster.backend import Observation
 from app.cluster.simulated import SimulatedBackend
 from app.cluster.simulation import ClusterShape, Timing
 from app.config import Settings
-from app.db import Database
+from app.db import BlockingDatabase
 from app.main import create_app
 from app.models import SimulatedWorkload, Workload
 from app.reconciler.loop import Reconciler
-from tests.conftest import AUTH
+from tests.conftest import AUTH, SqlSession
 
 
-def submit_two(db: Database, settings: Settings) -> list[str]:
-    with TestClient(create_app(settings, db=db), headers=AUTH) as c:
+def submit_two(settings: Settings) -> list[str]:
+    with TestClient(create_app(settings, reconcile=False), headers=AUTH) as c:
         assert c.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
         return [
             c.post(
@@ -45,22 +45,22 @@ class DiesAfterFirstApply(SimulatedBackend):
             raise SystemExit("killed")
 
 
-def sim(db: Database, cls: type[SimulatedBackend] = SimulatedBackend) -> SimulatedBackend:
+def sim(db: BlockingDatabase, cls: type[SimulatedBackend] = SimulatedBackend) -> SimulatedBackend:
     return cls(db, cluster=ClusterShape(nodes=2, gpus_per_node=8), timing=Timing())
 
 
 def test_a_reconciler_killed_mid_cycle_converges_next_time(
-    db: Database, settings: Settings
+    db: BlockingDatabase, settings: Settings, sql: SqlSession
 ) -> None:
-    ids = submit_two(db, settings)
+    ids = submit_two(settings)
     with pytest.raises(SystemExit):
         Reconciler(db=db, backend=sim(db, DiesAfterFirstApply), pending_timeout=60).cycle()
-    with db.session() as s:
+    with sql() as s:
         # The first workload reached the cluster, but nothing was recorded.
         assert s.scalar(select(func.count()).select_from(SimulatedWorkload)) == 1
         assert s.scalar(select(func.count()).where(Workload.applied_generation == 0)) == 2
     Reconciler(db=db, backend=sim(db), pending_timeout=60).cycle()
-    with db.session() as s:
+    with sql() as s:
         applied = s.execute(select(Workload.id, Workload.applied_generation)).all()
         assert {str(i): g for i, g in applied} == dict.fromkeys(ids, 1)
         # Applying twice is harmless: still one object set per workload.
@@ -76,11 +76,11 @@ class CountingBackend(SimulatedBackend):
 
 
 def test_two_reconcilers_one_acts_and_a_standby_takes_over(
-    committed_db: Database, settings: Settings
+    db: BlockingDatabase, settings: Settings, sql: SqlSession
 ) -> None:
-    submit_two(committed_db, settings)
-    backends = [sim(committed_db, CountingBackend) for _ in range(2)]
-    reconcilers = [Reconciler(db=committed_db, backend=b, pending_timeout=60) for b in backends]
+    submit_two(settings)
+    backends = [sim(db, CountingBackend) for _ in range(2)]
+    reconcilers = [Reconciler(db=db, backend=b, pending_timeout=60) for b in backends]
     stops = [threading.Event(), threading.Event()]
     leaders: list[int] = []
 
@@ -105,5 +105,5 @@ def test_two_reconcilers_one_acts_and_a_standby_takes_over(
     second.join(5)
     assert observed_by_both > 0
     assert CountingBackend.observed > leaders[0], "the standby never took over"
-    with committed_db.session() as s:
+    with sql() as s:
         assert s.scalar(select(func.count()).where(Workload.applied_generation == 1)) == 2

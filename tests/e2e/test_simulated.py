@@ -15,7 +15,7 @@ from app.cluster.backend import ClusterUnreachable, Observation
 from app.cluster.simulated import SimulatedBackend
 from app.cluster.simulation import ClusterShape, Timing
 from app.config import Settings
-from app.db import Database
+from app.db import BlockingDatabase
 from app.main import create_app
 from app.reconciler.loop import Reconciler
 from tests.conftest import AUTH
@@ -100,7 +100,7 @@ class World:
 
 
 @pytest.fixture
-def world(db: Database, settings: Settings) -> Iterator[World]:
+def world(db: BlockingDatabase, settings: Settings) -> Iterator[World]:
     clock = Clock()
     backend = Flaky(
         SimulatedBackend(
@@ -111,7 +111,7 @@ def world(db: Database, settings: Settings) -> Iterator[World]:
         )
     )
     reconciler = Reconciler(db=db, backend=backend, pending_timeout=30, clock=clock)
-    with TestClient(create_app(settings, db=db), headers=AUTH) as client:
+    with TestClient(create_app(settings, reconcile=False), headers=AUTH) as client:
         assert client.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
         yield World(client, clock, backend, reconciler)
 

@@ -18,7 +18,7 @@ from kubernetes.client import ApiClient
 from app.cluster.backend import KindNotInstalled, ObjectRef, ObjectRejected
 from app.cluster.kubernetes import KubernetesBackend
 from app.config import Settings
-from app.db import Database
+from app.db import BlockingDatabase
 from app.main import create_app
 from app.reconciler.loop import Reconciler
 from app.rendering import RenderContext, check, render, stopped_form
@@ -230,12 +230,12 @@ def test_a_missing_crd_gives_the_clear_message(
 def test_reconciler_drives_submissions_to_running_and_completed(
     kube_control_plane: testenv.ControlPlane,
     kube_namespace: str,
-    db: Database,
+    db: BlockingDatabase,
     settings: Settings,
 ) -> None:
     backend = KubernetesBackend(api_client=kube_control_plane.api_client(), qps=200, burst=400)
     reconciler = Reconciler(db=db, backend=backend, pending_timeout=120)
-    with TestClient(create_app(settings, db=db), headers=AUTH) as c:
+    with TestClient(create_app(settings, reconcile=False), headers=AUTH) as c:
         r = c.post("/api/v1/projects", json={"name": "kube", "namespace": kube_namespace})
         assert r.status_code == 201, r.text
         ids = {}

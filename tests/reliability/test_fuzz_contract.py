@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
@@ -31,11 +30,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
-from app.db import Database
 from app.main import create_app
-from tests.conftest import AUTH, make_settings
+from tests.conftest import AUTH, TABLES, make_settings
+from tests.reliability.live import LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -82,14 +81,13 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def app(engine: Engine) -> Iterator[FastAPI]:
-    """One app for every operation, on a connection whose outer transaction is rolled back at
-    the end: what one operation's examples create (projects, policies, workloads, tokens) is
-    there for the next operation's, as in a real service, and nothing outlives the module."""
-    connection = engine.connect()
-    outer = connection.begin()
-    app = create_app(make_settings(), db=Database(connection))
-    with TestClient(app, headers=AUTH) as client:
+def live(engine: Engine) -> Iterator[str]:
+    """One server for every operation, over real HTTP: what one operation's examples create
+    (projects, policies, workloads, tokens) is there for the next operation's, as in a real
+    service; the tables are emptied afterwards."""
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(make_settings(database_url=url), reconcile=False)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, headers=AUTH) as client:
         for name in ("team-a", "0", "a"):
             assert client.post("/api/v1/projects", json={"name": name}).status_code == 201
         submitted = client.post(
@@ -102,9 +100,9 @@ def app(engine: Engine) -> Iterator[FastAPI]:
             json={"rules": {"image": {"pattern": "[a-z0-9./:_-]+"}}},
         )
         assert policy.status_code in (200, 201), policy.text
-        yield app
-    outer.rollback()
-    connection.close()
+        yield server.url
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {TABLES} CASCADE"))
 
 
 @schema.parametrize()
@@ -116,5 +114,5 @@ def app(engine: Engine) -> Iterator[FastAPI]:
     suppress_health_check=list(HealthCheck),
     print_blob=True,
 )
-def test_operation_honours_the_contract(case: Any, app: FastAPI) -> None:
-    case.call_and_validate(app=app, headers=AUTH, checks=CHECKS)
+def test_operation_honours_the_contract(case: Any, live: str) -> None:
+    case.call_and_validate(base_url=live, headers=AUTH, checks=CHECKS)
