@@ -107,7 +107,7 @@ class Reconciler:
         apply_retry_timeout: float = 600.0,
         audit_retention_days: float = 365.0,
         clock: Callable[[], datetime] = utcnow,
-        after_read: Callable[[], None] | None = None,
+        after_read: Callable[[str], None] | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
@@ -115,7 +115,8 @@ class Reconciler:
         self.apply_retry_timeout = timedelta(seconds=apply_retry_timeout)
         self.audit_retention_days = audit_retention_days
         self.clock = clock
-        # Tests: runs between a cycle's reads and its writes (to race the API against them).
+        # Tests: runs between a cycle's reads and its writes ("outbox", then "status"), to race
+        # the API against them.
         self.after_read = after_read
         self._statuses: dict[uuid.UUID, tuple[str, WorkloadStatus]] = {}
         self._retrying: dict[uuid.UUID, _Retrying] = {}
@@ -166,7 +167,7 @@ class Reconciler:
             if outcome.reason == "ClusterUnreachable":
                 reachable = False  # don't hammer a cluster that is away
         if self.after_read is not None:
-            self.after_read()
+            self.after_read("outbox")
         self._record_outcomes(outcomes, report)
         return {o.row.id for o in outcomes if o.applied}
 
@@ -328,7 +329,7 @@ class Reconciler:
                 )
             )
         if self.after_read is not None:
-            self.after_read()
+            self.after_read("status")
         report.status_updates = len(self.db.run(workloads.write_statuses, writes, now=now))
         if cluster_error is None:
             self._count_orphans(observation, live, report)
