@@ -23,9 +23,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, IdMixin, TimestampMixin
 
-# Phases after which nothing in the cluster changes by itself.
-FINAL_PHASES = ("Completed", "Failed", "Deleted")
-
 
 class Workload(IdMixin, TimestampMixin, Base):
     __tablename__ = "workloads"

@@ -46,8 +46,9 @@ from app.cluster.backend import (
 )
 from app.config import Settings
 from app.db import BlockingDatabase, conninfo
+from app.domain.phases import DesiredPhase
 from app.observability import IS_LEADER, ORPHAN_OBJECTS, RECONCILE_CYCLES, RECONCILE_DURATION
-from app.reconciler.status import DesiredPhase, WorkloadStatus, derive_status, status_changed
+from app.reconciler.status import WorkloadStatus, derive_status, status_changed
 from app.rendering import stopped_form
 from app.workloads import repository as workloads
 from app.workloads.repository import Event, OutboxRow, StatusWrite

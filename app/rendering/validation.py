@@ -34,34 +34,13 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 
+from app.domain import kinds
 from app.quantity import quantity_value
 from app.rendering import syntax
 
 KUBERNETES_VERSION = "1.33"
 _DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
 
-# Kubeflow kinds: replica-specs key, allowed replica types, the container the operator drives,
-# and the replica types that must have exactly one replica.
-_KUBEFLOW: dict[tuple[str, str], tuple[str, frozenset[str], str | None, frozenset[str]]] = {
-    ("kubeflow.org/v1", "PyTorchJob"): (
-        "pytorchReplicaSpecs",
-        frozenset({"Master", "Worker"}),
-        "pytorch",
-        frozenset({"Master"}),
-    ),
-    ("kubeflow.org/v1", "TFJob"): (
-        "tfReplicaSpecs",
-        frozenset({"Chief", "Master", "Worker", "PS", "Evaluator"}),
-        "tensorflow",
-        frozenset({"Chief", "Master"}),
-    ),
-    ("kubeflow.org/v2beta1", "MPIJob"): (
-        "mpiReplicaSpecs",
-        frozenset({"Launcher", "Worker"}),
-        None,
-        frozenset({"Launcher"}),
-    ),
-}
 _CONTROLLER_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "Deployment": ("spec", "template"),
     "StatefulSet": ("spec", "template"),
@@ -281,8 +260,9 @@ def _semantic(obj: Mapping[str, Any], api_version: str, kind: str) -> list[str]:
         problems += _check_service(spec)
     if kind == "HorizontalPodAutoscaler":
         problems += _check_hpa(spec)
-    if (api_version, kind) in _KUBEFLOW:
-        problems += _check_kubeflow(obj, api_version, kind)
+    found = kinds.lookup(api_version, kind)
+    if found is not None and found.replica_specs:
+        problems += _check_kubeflow(obj, found)
     for field in ("replicas", "completions", "parallelism", "backoffLimit"):
         value = spec.get(field) if isinstance(spec, Mapping) else None
         if isinstance(value, int) and value < 0:
@@ -663,9 +643,10 @@ _METRIC_SOURCES = {
 }
 
 
-def _check_kubeflow(obj: Mapping[str, Any], api_version: str, kind: str) -> list[str]:
+def _check_kubeflow(obj: Mapping[str, Any], kind: kinds.Kind) -> list[str]:
     """What the training / mpi operators' admission webhooks check."""
-    replica_key, allowed, container, singletons = _KUBEFLOW[(api_version, kind)]
+    replica_key, allowed = kind.replica_specs or "", kind.replica_types
+    container, singletons = kind.container, kind.singletons
     problems: list[str] = []
     name = _get(obj, ("metadata", "name")) or ""
     problem = syntax.dns1035_label_problem(name)

@@ -19,8 +19,8 @@ from app.deps import (
     WorkloadDep,
     WorkloadId,
 )
+from app.domain.phases import Phase
 from app.openapi import responses
-from app.reconciler.status import Phase
 from app.schemas import PageParams, page_params
 from app.workloads import repository, schemas, service, submission
 from app.workloads.repository import WorkloadRow

@@ -13,8 +13,8 @@ import orjson
 from app.auth.access import Access
 from app.auth.principal import Principal
 from app.db import Conn
+from app.domain.phases import FINAL_PHASES
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.models.workload import FINAL_PHASES
 from app.schemas import (
     PageParams,
     decode_cursor,

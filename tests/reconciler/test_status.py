@@ -16,10 +16,9 @@ from typing import Any, cast
 import pytest
 import yaml
 
+from app.domain.phases import PHASES, DesiredPhase
 from app.reconciler.status import (
-    PHASES,
     Condition,
-    DesiredPhase,
     PodCounts,
     WorkloadStatus,
     derive_status,
