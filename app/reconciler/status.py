@@ -160,7 +160,6 @@ class WorkloadStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "phase": self.phase,
-            "phaseReason": self.reason,
             "phaseMessage": self.message,
             "conditions": [c.to_dict() for c in self.conditions],
             "pods": self.pods.to_dict(),
@@ -173,7 +172,6 @@ class WorkloadStatus:
         return cls(
             phase=cast(Phase, phase if phase in PHASES else "Unknown"),
             message=str(data.get("phaseMessage") or ""),
-            reason=str(data.get("phaseReason") or ""),
             conditions=tuple(Condition.from_dict(c) for c in data.get("conditions") or ()),
             pods=PodCounts.from_dict(data.get("pods") or {}),
         )
