@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.config import Settings
 from app.main import create_app
@@ -254,7 +254,9 @@ def test_duplicate_name_is_409_and_delete_frees_it(client: TestClient, project: 
     ]
 
 
-def test_list_filters_and_newest_first_pages(client: TestClient, project: str) -> None:
+def test_list_filters_and_newest_first_pages(
+    client: TestClient, project: str, sql: SqlSession
+) -> None:
     assert client.post("/api/v1/projects", json={"name": "team-b"}).status_code == 201
     ids = []
     for i in range(5):
@@ -275,9 +277,24 @@ def test_list_filters_and_newest_first_pages(client: TestClient, project: str) -
         cursor = page["next"]
         if not cursor:
             break
-    # Same-transaction rows share created_at; the id breaks the tie, so order is by id here.
-    assert sorted(seen) == sorted(ids)
-    assert len(seen) == len(set(seen)) == 5
+    assert seen == ids[::-1]  # newest first, across pages
+    # Rows created at the same instant come in descending id order, and no page repeats or
+    # skips one of them.
+    with sql() as s:
+        s.execute(
+            text(
+                "UPDATE workloads SET created_at = '2026-01-01T00:00:00Z' WHERE project = 'team-a'"
+            )
+        )
+    paged = []
+    cursor = None
+    while True:
+        params = {"limit": 2, "project": "team-a", **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/v1/workloads", params=params).json()
+        paged += [w["id"] for w in page["items"]]
+        if not (cursor := page["next"]):
+            break
+    assert paged == sorted(ids, reverse=True)
     assert [w["type"] for w in client.get("/api/v1/workloads?type=inference").json()["items"]] == [
         "inference"
     ]
