@@ -1,15 +1,16 @@
 """List, then watch: one kind's objects kept current in memory by the API server's watch stream.
 
-The pattern of client-go's informers and kopf's watchers (STYLE.md §12): list the objects (with a
-label selector, page by page), then watch from the list's ``resourceVersion`` with bookmarks on.
-A watch the server ends (its ``timeoutSeconds``) is resumed from the last version seen; a 410
-Gone (that version was compacted away) means list again; a connection error or a stalled stream
-(nothing at all, not even a bookmark, for longer than the watch should last) means back off,
-then list again. While it is listing after a failure, the cache is known to be stale and says
-so (:attr:`Informer.stale`), so that nobody works from it.
+The pattern of client-go's reflector and kopf's watchers (STYLE.md §12): list the objects (with
+a label selector, page by page), then watch from the list's ``resourceVersion`` with bookmarks
+on. A watch the server ends (its ``timeoutSeconds``) is resumed from the last version seen. A
+connection error or a stalled stream (nothing at all, not even a bookmark, for longer than the
+watch should last) means back off, then resume from that version; a 410 Gone (that version was
+compacted away, as after a long pause) means list again. From a failure until a watch is
+established again, the cache is known to be stale and says so (:attr:`Informer.stale`), so
+that nobody works from it.
 
 The stream itself is the ``kubernetes`` client's :class:`kubernetes.watch.Watch`, without
-model deserialisation: objects stay the dicts the API server sent.
+models: objects stay the dicts the API server sent.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class Informer:
         watch_func: WatchFunc,
         on_change: Callable[[Manifest | None, Manifest | None], None],
         watch_seconds: float = 300,
-        backoff_max: float = 30,
+        stall_seconds: float | None = None,
+        backoff_max: float = 10,
         selector: str | None = None,
         recheck_missing: float = 30,
     ) -> None:
@@ -66,6 +68,8 @@ class Informer:
         self._watch_func = watch_func
         self._on_change = on_change
         self.watch_seconds = watch_seconds
+        # A stream that stays silent longer than the watch should last has stalled.
+        self.stall_seconds = stall_seconds or watch_seconds + 30
         self.backoff_max = backoff_max
         self.selector = selector
         self.recheck_missing = recheck_missing
@@ -94,27 +98,33 @@ class Informer:
     # --- the loop -----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """List and watch until ``stop``; whatever fails, back off and start over."""
+        """List and watch until ``stop``; whatever fails, back off and carry on."""
         backoff = 1.0
+        listed = False
         while not stop.is_set():
             try:
-                self._relist()
+                if not listed:
+                    self._relist()
+                    listed = True
+                self._watch_once()
                 backoff = 1.0
-                while not stop.is_set():
-                    self._watch_once()
             except NotServed:
                 # Nothing of it can exist: an empty cache is the truth until it is served.
                 self._replace([], None)
+                listed = False
                 stop.wait(self.recheck_missing)
             except Gone:
                 log.info("%s: the watch's version is gone; listing again", self.name)
-                continue
+                self._synced.clear()
+                self.error = "listing again after 410 Gone"
+                listed = False
             except Exception as exc:  # connection refused, a stalled stream, a 5xx...
                 if stop.is_set():
                     return  # stop() broke the stream on purpose
-                self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                text = str(exc).splitlines()[0] if str(exc) else ""
+                self.error = f"{type(exc).__name__}: {text}"
                 self._synced.clear()
-                log.warning("%s: %s; listing again in %.0f s", self.name, self.error, backoff)
+                log.warning("%s: %s; trying again in %.0f s", self.name, self.error, backoff)
                 stop.wait(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self.backoff_max)
 
@@ -150,19 +160,20 @@ class Informer:
 
     def _watch_once(self) -> None:
         """One watch request, until the server ends it (``timeoutSeconds``)."""
-        watch = self._watch = Watch(return_type=object)  # type: ignore[no-untyped-call]
+        # return_type "object": events stay plain dicts. (``deserialize=False`` would skip that
+        # JSON round trip, but then the client fails on an ERROR event, a 410 among them.)
+        watch = self._watch = Watch(return_type="object")  # type: ignore[no-untyped-call]
         kwargs: dict[str, Any] = {
             "resource_version": self.resource_version,
             "allow_watch_bookmarks": True,
             "timeout_seconds": int(self.watch_seconds),
-            # A stream that stays silent longer than the watch should last has stalled.
-            "_request_timeout": (10, self.watch_seconds + 30),
-            "deserialize": False,
+            "_request_timeout": (10, self.stall_seconds),
         }
         if self.selector:
             kwargs["label_selector"] = self.selector
         try:
-            for event in watch.stream(self._watch_func, **kwargs):  # type: ignore[no-untyped-call]
+            stream = watch.stream(self._established, **kwargs)  # type: ignore[no-untyped-call]
+            for event in stream:
                 self._apply(event)
         except ApiException as exc:
             if exc.status == 410:
@@ -170,6 +181,14 @@ class Informer:
             raise
         finally:
             self._watch = None
+
+    def _established(self, **kwargs: Any) -> Any:
+        """The watch request: once the API server has answered it, the cache follows again."""
+        response = self._watch_func(**kwargs)
+        if getattr(response, "status", 200) == 200:
+            self.error = None
+            self._synced.set()
+        return response
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         kind, obj = event.get("type"), event.get("object")

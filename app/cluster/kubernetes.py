@@ -227,6 +227,7 @@ class KubernetesBackend:
         propagation_policy: PropagationPolicy = "Foreground",
         missing_kind_ttl: float = 30.0,
         watch_seconds: float = 300.0,
+        stall_seconds: float | None = None,
         sync_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -236,8 +237,9 @@ class KubernetesBackend:
         ``page_size`` bounds each list call (``limit``/``continue``); ``missing_kind_ttl`` is how
         long a kind found missing stays so before discovery is asked again (an operator may be
         installed at any time). ``watch_seconds`` is how long each watch request lasts before
-        the API server ends it and it is resumed; ``sync_timeout`` how long :meth:`observe` waits
-        for a cache that is listing before it says the cluster is unreachable.
+        the API server ends it and it is resumed, ``stall_seconds`` how long a silent stream is
+        trusted (default: 30 s more); ``sync_timeout`` how long :meth:`observe` waits for a
+        cache that is listing before it says the cluster is unreachable.
         """
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -257,6 +259,7 @@ class KubernetesBackend:
         # Namespaces known to exist (created or found): one POST per namespace per process.
         self._namespaces: set[str] = set()
         self.watch_seconds = watch_seconds
+        self.stall_seconds = stall_seconds
         self.sync_timeout = sync_timeout
         # The watched cache: one informer per kind, and what they hold grouped by workload id.
         # A workload's entry is replaced, never changed in place, so a reader's copy of the
@@ -391,6 +394,11 @@ class KubernetesBackend:
         """Call ``wake`` whenever a watched object changes (the reconciler then cycles early)."""
         self._wake = wake
 
+    @property
+    def informers(self) -> Mapping[Kind, Informer]:
+        """The informer of each watched kind (once :meth:`observe` has started them)."""
+        return self._informers
+
     def _start(self) -> None:
         if self._informers:
             return
@@ -401,6 +409,7 @@ class KubernetesBackend:
                 watch_func=self._watch_func(kind),
                 on_change=functools.partial(self._changed_object, kind),
                 watch_seconds=self.watch_seconds,
+                stall_seconds=self.stall_seconds,
                 selector=MANAGED_SELECTOR,
                 recheck_missing=self.missing_kind_ttl,
             )

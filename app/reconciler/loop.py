@@ -139,6 +139,7 @@ class Reconciler:
         self._resynced_at: datetime | None = None
         self.wake = threading.Event()
         backend.watch(self.wake.set)
+        self.last_report: CycleReport | None = None
 
     # --- one cycle ------------------------------------------------------------------------------
 
@@ -160,6 +161,7 @@ class Reconciler:
         )
         self._purge(now)
         report.seconds = time.perf_counter() - started
+        self.last_report = report
         RECONCILE_DURATION.observe(report.seconds)
         RECONCILE_CYCLES.labels("error" if cluster_error else "ok").inc()
         return report

@@ -137,10 +137,14 @@ def test_a_410_means_list_again_and_the_differences_are_reported() -> None:
     assert sorted(server.changes[2:], key=str) == sorted([("2", None), (None, "30")], key=str)
 
 
-def test_a_failed_watch_makes_the_cache_stale_until_it_has_listed_again() -> None:
+def test_a_failed_watch_makes_the_cache_stale_until_a_watch_is_established_again() -> None:
     server = Server()
-    server.lists = [([obj("a", "1")], "10"), ConnectionError("refused"), ([obj("a", "5")], "40")]
-    server.watches = [([], ConnectionError("the stream broke"))]
+    server.lists = [([obj("a", "1")], "10")]
+    server.watches = [
+        ([], ConnectionError("the stream broke")),
+        ([], ConnectionError("refused")),
+        ([{"type": "MODIFIED", "object": obj("a", "5")}], None),
+    ]
     informer = Informer(
         "things",
         lister=server.lister,
@@ -149,22 +153,25 @@ def test_a_failed_watch_makes_the_cache_stale_until_it_has_listed_again() -> Non
         backoff_max=0.01,
     )
     stale: list[str | None] = []
+    watch = server.watch
+
+    def watching(**kwargs: Any) -> Response:
+        stale.append(informer.stale)  # what a reader saw just before each watch request
+        return watch(**kwargs)
+
+    informer._watch_func = watching  # noqa: SLF001  (watching the state between requests)
     stop = threading.Event()
-    original = server.lister
-
-    def lister() -> tuple[list[dict[str, Any]], str]:
-        stale.append(informer.stale)  # what a reader saw just before each list
-        return original()
-
-    informer._lister = lister  # noqa: SLF001  (watching the state between lists)
     thread = threading.Thread(target=informer.run, args=(stop,), daemon=True)
     thread.start()
     assert server.idle.wait(5)
     stop.set()
     thread.join(5)
-    assert stale[0] == "not listed yet"
+    assert stale[0] is None  # listed: fresh
     assert "the stream broke" in str(stale[1])
     assert "refused" in str(stale[2])
+    # Resumed from the last version seen each time, without listing again.
+    assert server.watched_from[:3] == ["10", "10", "10"]
+    assert informer.lists == 1
     assert [o["metadata"]["resourceVersion"] for o in informer.snapshot()] == ["5"]
 
 
