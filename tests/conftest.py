@@ -8,10 +8,13 @@ Each test runs inside an outer transaction that is rolled back; tests that need 
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
+import psutil
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -28,6 +31,27 @@ ADMIN_TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGHUP (`kill`, a CI job's timeout, a closing terminal) interrupt the run as
+    Ctrl-C does, in the controller and in each xdist worker: teardown and atexit hooks run,
+    the embedded server's stop among them. By default either signal ends a process on the spot.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        # Once is enough: a second interrupt would cut short the teardown the first started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if not hasattr(config, "workerinput") and config.pluginmanager.has_plugin("dsession"):
+            # Ctrl-C reaches every process of the run; a `kill` reaches the controller alone,
+            # and xdist's workers would hear of it only once their current test ends.
+            for worker in psutil.Process().children():
+                worker.send_signal(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     url = os.environ.get("RUNPLANE_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
@@ -35,7 +59,8 @@ def server_url() -> str:
         return Settings(database_url=url).database_url or url
     from app import embedded
 
-    return embedded.start(ROOT / ".cache" / "test-postgres")
+    data_dir = os.environ.get("RUNPLANE_TEST_DATA_DIR") or ROOT / ".cache" / "test-postgres"
+    return embedded.start(Path(data_dir))
 
 
 @pytest.fixture(scope="session")
