@@ -16,10 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from app.config import Settings
-from app.db import Database
 from app.main import create_app
 from app.schemas import encode_time_cursor
 from bench.common import scratch_database
@@ -27,8 +26,13 @@ from bench.common import scratch_database
 TOKEN = "bench-token"
 
 
-def populate(db: Database, n: int) -> None:
-    with TestClient(create_app(Settings(admin_token=TOKEN), db=db, reconcile=False)) as c:
+def settings(engine: Engine) -> Settings:
+    url = engine.url.render_as_string(hide_password=False)
+    return Settings(admin_token=TOKEN, database_url=url)
+
+
+def populate(engine: Engine, n: int) -> None:
+    with TestClient(create_app(settings(engine), reconcile=False)) as c:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         for p in ("team-a", "team-b"):
             c.post("/api/v1/projects", json={"name": p}, headers=headers)
@@ -42,7 +46,7 @@ def populate(db: Database, n: int) -> None:
             headers=headers,
         ).json()
     # Copy the sample row n times with new ids, names, projects, phases and times.
-    with db.session() as s:
+    with engine.begin() as s:
         s.execute(
             text(
                 """
@@ -64,7 +68,7 @@ def populate(db: Database, n: int) -> None:
             {"n": n, "sample": sample["id"]},
         )
     # A fresh 100,000-row table is what autovacuum wakes up for: settle it before measuring.
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE workloads"))
 
 
@@ -82,16 +86,15 @@ def measure(client: TestClient, url: str) -> tuple[float, float]:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     with scratch_database() as engine:
-        db = Database(engine)
-        populate(db, n)
+        populate(engine, n)
         at = text(
             "SELECT created_at, id FROM workloads ORDER BY created_at DESC, id DESC "
             "OFFSET :o LIMIT 1"
         )
-        with db.session() as s:
+        with engine.connect() as s:
             mid = s.execute(at, {"o": n // 2}).one()
             last = s.execute(at, {"o": n - 30}).one()
-        app = create_app(Settings(admin_token=TOKEN), db=db, reconcile=False)
+        app = create_app(settings(engine), reconcile=False)
         with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
             middle = encode_time_cursor(*mid)
             cases = {

@@ -16,18 +16,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
+from sqlalchemy.orm import Session
 
 from app.cluster.simulated import SimulatedBackend
 from app.cluster.simulation import ClusterShape, Timing
-from app.db import Database
+from app.db import BlockingDatabase
 from app.models import Project, SimulatedWorkload, Workload
 from app.reconciler.loop import Reconciler
 from app.rendering import RenderContext, render
 from bench.common import scratch_database
 
 
-def populate(db: Database, n: int, applied_at: datetime) -> None:
+def populate(engine: Engine, n: int, applied_at: datetime) -> None:
     project_id = uuid.uuid4()
     workloads, simulated = [], []
     for i in range(n):
@@ -77,7 +78,7 @@ def populate(db: Database, n: int, applied_at: datetime) -> None:
                 "applied_at": applied_at,
             }
         )
-    with db.session() as s:
+    with Session(engine) as s, s.begin():
         s.add(Project(id=project_id, name="bench", namespace="runplane-bench"))
         s.flush()
         for start in range(0, n, 2000):
@@ -89,10 +90,12 @@ def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000]
     print(f"{'workloads':>10} {'cycle':>12} {'seconds':>8} {'list calls':>10} {'updates':>8}")
     for n in sizes:
-        with scratch_database() as engine:
-            db = Database(engine)
+        with (
+            scratch_database() as engine,
+            BlockingDatabase(engine.url.render_as_string(hide_password=False)) as db,
+        ):
             t0 = datetime(2026, 1, 1, tzinfo=UTC)
-            populate(db, n, t0)
+            populate(engine, n, t0)
             now = [t0 + timedelta(seconds=30)]
 
             def clock(now: list[datetime] = now) -> datetime:

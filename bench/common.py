@@ -13,7 +13,6 @@ from sqlalchemy.engine import make_url
 
 from app import migrations
 from app.config import Settings
-from app.db import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +34,7 @@ def scratch_database(prefix: str = "runplane_bench") -> Iterator[Engine]:
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(
+    engine = create_engine(
         make_url(base).set(database=name).render_as_string(hide_password=False), pool_size=10
     )
     try:
