@@ -284,6 +284,13 @@ def build_groups(model: type[BaseModel]) -> frozenset[str]:
 
 
 @cache
+def map_paths(model: type[BaseModel]) -> frozenset[str]:
+    """Dotted paths of the map fields (labels, annotations) of a spec model: where a field path
+    shows a key (``labels["team"]``) rather than a field (``app.fieldpath``)."""
+    return frozenset(path for path, info in build_catalogue(model).items() if info.kind == "map")
+
+
+@cache
 def _catalogue(workload_type: WorkloadType) -> _Catalogue:
     model = SPEC_MODELS[workload_type]
     fields: dict[str, FieldInfo] = {}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Response, status
 from app.audit.recorder import AuditedRoute
 from app.deps import AuditDep, CurrentPrincipal, SessionDep
 from app.models import Project as ProjectRow
-from app.openapi import responses
+from app.openapi import links, responses
 from app.projects import schemas, service
 from app.schemas import PageParams, page_params
 
@@ -32,7 +32,18 @@ ProjectDep = Annotated[ProjectRow, Depends(load_project)]
     operation_id="createProject",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.Project,
-    responses=responses(409, 422),
+    responses={
+        201: links(
+            "project",
+            "name",
+            "getProject",
+            "updateProject",
+            "deleteProject",
+            "putProjectPolicy",
+            "getEffectivePolicy",
+        ),
+        **responses(409, 422),
+    },
 )
 def create_project(
     session: SessionDep, audit: AuditDep, body: schemas.ProjectCreate, response: Response

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.audit.recorder import AuditedRoute, committed, entry_values, record_of
 from app.deps import AccessDep, CurrentPrincipal, DatabaseDep, SessionDep, SettingsDep
-from app.openapi import responses
+from app.openapi import links, responses
 from app.reconciler.status import Phase
 from app.schemas import PageParams, page_params
 from app.workloads import schemas, service, submission
@@ -39,7 +39,20 @@ IdempotencyKeyHeader = Annotated[
 ]
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": schemas.DryRun, "description": "Dry run: what would be stored and applied"},
-    201: {"model": schemas.Workload, "description": "Accepted"},
+    201: {
+        "model": schemas.Workload,
+        "description": "Accepted",
+        **links(
+            "workloadId",
+            "id",
+            "getWorkload",
+            "listWorkloadEvents",
+            "getWorkloadManifests",
+            "suspendWorkload",
+            "resumeWorkload",
+            "deleteWorkload",
+        ),
+    },
     **responses(404, 409),
 }
 
