@@ -8,6 +8,7 @@ Each test runs inside an outer transaction that is rolled back; tests that need 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,19 @@ def client(db: Database, settings: Settings) -> Iterator[TestClient]:
 def anon_client(db: Database, settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings, db=db)) as c:
         yield c
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The contract fuzzer's seed (tests/reliability/test_fuzz_contract.py): a new one each run
+    # unless FUZZ_SEED is set. Chosen here, before pytest-xdist starts its workers, so that
+    # every worker inherits the same one.
+    if "FUZZ_SEED" not in os.environ and not hasattr(config, "workerinput"):
+        os.environ["FUZZ_SEED"] = str(time.time_ns() % 2**32)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # At the end, where it is seen with -q too, when the fuzzer ran.
+    reports = (r for rs in terminalreporter.stats.values() for r in rs if hasattr(r, "nodeid"))
+    if any("test_fuzz_contract" in r.nodeid for r in reports):
+        seed = os.environ.get("FUZZ_SEED")
+        terminalreporter.write_line(f"contract fuzzer seed: {seed} (replay with FUZZ_SEED={seed})")

@@ -1,18 +1,25 @@
-"""Fuzz the committed OpenAPI contract in process: schemathesis generates valid and invalid
-requests for every operation and checks each answer against the document.
+"""Fuzz the committed OpenAPI contract in process, with every schemathesis phase: explicit
+examples, coverage (boundary and invalid values of each parameter), fuzzing (valid and invalid
+requests) and stateful sequences that follow the document's links (create a project or a
+workload, then read, update, suspend, resume or delete it). Each answer is checked against the
+document.
 
-Bounded for the default run: a fixed number of examples per operation, derandomized (the same
-requests every run, so a failure reproduces). ``make fuzz`` runs the same test with a larger
-budget (``FUZZ_EXAMPLES``) and, with ``FUZZ_SEED``, a different but still fixed seed.
+The seed differs per run (``tests/conftest.py`` picks it; pytest prints it in its header) and a
+failure names it: ``FUZZ_SEED=<seed> make fuzz`` replays the run. The default run has a small
+budget (``FUZZ_EXAMPLES`` per operation, ``FUZZ_STEPS`` per stateful scenario); ``make fuzz``
+a large one.
 
 Checked on every answer: no 5xx; the status is one the operation documents; content type,
-headers and body match the documented response; invalid input is refused with a 4xx; and every
-error is an RFC 9457 problem whose ``status`` is the HTTP status.
+headers and body match the documented response; invalid input is refused with a 4xx; a call
+without the token is refused; every error is an RFC 9457 problem whose ``status`` is the HTTP
+status and that names no server file; in sequences, what was deleted stays gone and what was
+created can be read.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,30 +33,43 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ensure_resource_availability,
+    ignored_auth,
     negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    use_after_free,
 )
 from sqlalchemy import Engine
 
 from app.db import Database
 from app.main import create_app
-from tests.conftest import AUTH, make_settings
+from tests.conftest import AUTH, ROOT, make_settings
 
 pytestmark = pytest.mark.slow
 
-CONTRACT = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
+CONTRACT = ROOT / "openapi" / "openapi.json"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
-SEED = int(os.environ.get("FUZZ_SEED", "20260101"))
+STEPS = int(os.environ.get("FUZZ_STEPS", "6"))
+SEED = int(os.environ.get("FUZZ_SEED") or 0)
+REPLAY = f"replay with FUZZ_SEED={SEED} FUZZ_EXAMPLES={EXAMPLES} FUZZ_STEPS={STEPS}"
 # Invalid input must be refused with one of these (never a 5xx). 413 is how a body over the
 # limit is refused, e.g. 10,000 environment variables of long strings.
 REFUSED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+# Where server files live: no answer may show them (a path in a message helps an attacker and
+# says nothing to a user).
+SERVER_PATHS = tuple({str(ROOT), sys.prefix, str(Path(os.__file__).parent)})
 
 schema = schemathesis.openapi.from_path(
     CONTRACT,
     config=SchemathesisConfig.from_dict(
-        {"checks": {"negative_data_rejection": {"expected-statuses": REFUSED}}}
+        {
+            "seed": SEED,
+            # Every call carries the admin token (headers=AUTH); ignored_auth tries without.
+            "generation": {"with-security-parameters": False},
+            "checks": {"negative_data_rejection": {"expected-statuses": REFUSED}},
+        }
     ),
 )
 
@@ -70,6 +90,14 @@ def problem_json(ctx: Any, response: Any, case: Any) -> bool | None:
     return True
 
 
+def no_server_paths(ctx: Any, response: Any, case: Any) -> bool | None:
+    """No answer shows where the server's files are."""
+    text = response.text
+    shown = [path for path in SERVER_PATHS if path in text]
+    assert not shown, f"the answer shows server paths {shown}: {text[:500]}"
+    return True
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -78,7 +106,18 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
     problem_json,
+    no_server_paths,
 ]
+# In sequences only: ignored_auth repeats a call without the token, which needs the transport
+# settings a state machine passes along.
+STATEFUL_CHECKS = [*CHECKS, ignored_auth, use_after_free, ensure_resource_availability]
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +141,38 @@ def app(engine: Engine) -> Iterator[FastAPI]:
             json={"rules": {"image": {"pattern": "[a-z0-9./:_-]+"}}},
         )
         assert policy.status_code in (200, 201), policy.text
+        # The probes some checks send of their own (ignored_auth) go to the schema's app.
+        schema.app = app
         yield app
+    schema.app = None
     outer.rollback()
     connection.close()
 
 
 @schema.parametrize()
-@seed(SEED)
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-    print_blob=True,
-)
+@settings(SETTINGS)
 def test_operation_honours_the_contract(case: Any, app: FastAPI) -> None:
-    case.call_and_validate(app=app, headers=AUTH, checks=CHECKS)
+    try:
+        case.call_and_validate(app=app, headers=AUTH, checks=CHECKS)
+    except BaseException as exc:
+        exc.add_note(REPLAY)
+        raise
+
+
+def test_linked_operations_honour_the_contract(app: FastAPI) -> None:
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"app": app, "headers": AUTH}
+
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            case.validate_response(
+                response, checks=STATEFUL_CHECKS, transport_kwargs=kwargs, recorder=self.recorder
+            )
+
+    try:
+        seed(SEED)(Workflow).run(settings=settings(SETTINGS, stateful_step_count=STEPS))
+    except BaseException as exc:
+        exc.add_note(REPLAY)
+        raise
