@@ -111,7 +111,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     # At the end, where it is seen with -q too, when the fuzzer ran.
-    reports = (r for rs in terminalreporter.stats.values() for r in rs if hasattr(r, "nodeid"))
+    ran = ("passed", "failed", "error", "skipped")
+    reports = (r for key in ran for r in terminalreporter.stats.get(key, ()))
     if any("test_fuzz_contract" in r.nodeid for r in reports):
         seed = os.environ.get("FUZZ_SEED")
         terminalreporter.write_line(f"contract fuzzer seed: {seed} (replay with FUZZ_SEED={seed})")

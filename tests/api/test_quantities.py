@@ -20,6 +20,13 @@ def project(client: TestClient) -> str:
     return "team-a"
 
 
+def submit(client: TestClient, project: str, compute: dict[str, Any]) -> Any:
+    return client.post(
+        "/api/v1/workloads/trainings",
+        json={"name": "w", "project": project, "spec": {"image": "x", "compute": compute}},
+    )
+
+
 def refused_at(r: Any, field: str) -> str:
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
@@ -40,10 +47,7 @@ def test_the_parser_refuses_every_wrong_type_with_a_value_error(bad: Any) -> Non
 @pytest.mark.parametrize("bad", [*WRONG_TYPES, 8])
 @pytest.mark.parametrize("field", SPEC_QUANTITIES)
 def test_spec_quantities(client: TestClient, project: str, field: str, bad: Any) -> None:
-    r = client.post(
-        "/api/v1/workloads/trainings",
-        json={"name": "w", "project": project, "spec": {"image": "x", "compute": {field: bad}}},
-    )
+    r = submit(client, project, {field: bad})
     message = refused_at(r, f"spec.compute.{field}")
     assert "Kubernetes quantity" in message
 
@@ -52,14 +56,7 @@ def test_spec_quantities(client: TestClient, project: str, field: str, bad: Any)
 def test_extended_resource_quantities(client: TestClient, project: str, bad: Any) -> None:
     resources = [{"resource": "example.com/fpga", "quantity": "1"}, {"resource": "a.b/c"}]
     resources[1]["quantity"] = bad
-    r = client.post(
-        "/api/v1/workloads/trainings",
-        json={
-            "name": "w",
-            "project": project,
-            "spec": {"image": "x", "compute": {"extendedResources": resources}},
-        },
-    )
+    r = submit(client, project, {"extendedResources": resources})
     refused_at(r, "spec.compute.extendedResources[1].quantity")
 
 
@@ -113,12 +110,5 @@ def test_project_quotas(client: TestClient, project: str, field: str, bad: Any) 
 def test_an_unset_optional_quantity_is_not_an_error(client: TestClient, project: str) -> None:
     r = client.post("/api/v1/projects", json={"name": "x", "quota": {"memory": None}})
     assert r.status_code == 201, r.text
-    r = client.post(
-        "/api/v1/workloads/trainings",
-        json={
-            "name": "w",
-            "project": project,
-            "spec": {"image": "x", "compute": {"cpuMemoryLimit": None}},
-        },
-    )
+    r = submit(client, project, {"cpuMemoryLimit": None})
     assert r.status_code == 201, r.text
