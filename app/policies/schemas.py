@@ -89,7 +89,7 @@ class PolicyDryRun(ApiModel):
 
 
 class PolicyPutResult(RootModel[Policy | PolicyDryRun]):
-    """The answer to a policy PUT: the stored policy, or with ``dryRun`` the impact report."""
+    """The answer to a policy PUT: the stored policy, or with `dryRun` the impact report."""
 
 
 class ExplainedField(ApiModel):
