@@ -18,6 +18,7 @@ created can be read.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -156,6 +157,15 @@ def app(engine: Engine) -> Iterator[FastAPI]:
     schema.app = None
     outer.rollback()
     connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    # What a bad request may not cause without a 5xx either: e.g. an audit entry that could not
+    # be written (a NUL character in a name).
+    yield
+    errors = [r for r in caplog.records if r.name == "runplane" and r.levelno >= logging.ERROR]
+    assert not errors, f"the server logged {errors[0].getMessage()!r} ({REPLAY})"
 
 
 @schema.parametrize()
