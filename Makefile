@@ -8,7 +8,7 @@ PORT ?= 8000
 WORKERS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format openapi migrate bench fuzz clean
+.PHONY: run test lint format openapi crd-schemas migrate bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,9 @@ format: $(STAMP)
 
 openapi: $(STAMP)  ## regenerate the committed OpenAPI document
 	$(BIN)/runplane openapi --out openapi/openapi.json
+
+crd-schemas: $(STAMP)  ## regenerate app/rendering/crd_schemas.json from the pinned upstream modules (needs Go)
+	$(BIN)/python tools/crd-schemas.py
 
 migrate: $(STAMP)
 	$(BIN)/runplane migrate

@@ -8,6 +8,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from app.config import DEV_ADMIN_TOKEN, Settings, get_settings
 from app.errors import AppError
@@ -88,23 +89,13 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
     import signal
     import threading
 
-    from app.cluster.factory import make_backend
-    from app.db import Database
-    from app.reconciler.loop import Reconciler
+    from app.reconciler.loop import run_reconciler
 
-    settings = get_settings()
-    _prepare_database(settings, migrate=False)
-    settings = get_settings()
-    assert settings.database_url
-    db = Database.from_url(settings.database_url, pool_size=2)
+    _prepare_database(get_settings(), migrate=False)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    reconciler = Reconciler(
-        db=db, backend=make_backend(settings, db), pending_timeout=settings.pending_timeout
-    )
-    reconciler.run(stop, interval=settings.reconcile_interval)
-    db.dispose()
+    run_reconciler(get_settings(), stop)
 
 
 def cmd_openapi(args: argparse.Namespace) -> None:
@@ -120,60 +111,74 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 
 def cmd_token(args: argparse.Namespace) -> None:
     """Mint or revoke an API token straight in the database (bootstrapping, break-glass)."""
-    from datetime import UTC, datetime, timedelta
-
-    from app.auth import tokens
-    from app.db import Database
-    from app.models import AuditEntry
+    import asyncio
 
     settings = get_settings()
     _prepare_database(settings, migrate=False)
     url = get_settings().database_url
     assert url
-    db = Database.from_url(url, pool_size=1)
-    actor = f"cli:{os.environ.get('USER', 'unknown')}"
     try:
-        with db.session() as session:
-            if args.token_command == "create":
-                expires = (
-                    datetime.now(UTC) + timedelta(days=args.expires_in_days)
-                    if args.expires_in_days
-                    else None
-                )
-                token, secret = tokens.create(
-                    session,
-                    name=args.name,
-                    role=args.role,
-                    projects=args.project or [],
-                    expires_at=expires,
-                    created_by=actor,
-                )
-                method, route, target, out = "POST", "runplane token create", token.id, secret
-            else:
-                token = tokens.revoke(session, args.id)
-                method, route, target, out = "DELETE", "runplane token revoke", token.id, ""
-            session.add(
-                AuditEntry(
-                    actor=actor,
-                    actor_id="cli",
-                    role="admin",
-                    method=method,
-                    route=route,
-                    target=str(target),
-                    status=200,
-                )
-            )
+        token, out = asyncio.run(
+            _token(args, url, actor=f"cli:{os.environ.get('USER', 'unknown')}")
+        )
     except AppError as exc:
         problems = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors or [])
         sys.exit(f"runplane: {exc.detail}" + (f" ({problems})" if problems else ""))
-    finally:
-        db.dispose()
     if out:
         # The secret alone on stdout, so that `$(runplane token create ...)` captures it.
         print(out)
         print(f"created token {token.id} ({token.role}); it is shown only now", file=sys.stderr)
     else:
         print(f"revoked token {token.id}", file=sys.stderr)
+
+
+async def _token(args: argparse.Namespace, url: str, *, actor: str) -> tuple[Any, str]:
+    from datetime import UTC, datetime, timedelta
+
+    from app.audit import repository as audit
+    from app.auth import tokens
+    from app.db import Database
+
+    db = Database(url, size=1)
+    await db.open()
+    try:
+        async with db.transaction() as conn:
+            if args.token_command == "create":
+                expires = (
+                    datetime.now(UTC) + timedelta(days=args.expires_in_days)
+                    if args.expires_in_days
+                    else None
+                )
+                token, secret = await tokens.create(
+                    conn,
+                    name=args.name,
+                    role=args.role,
+                    projects=args.project or [],
+                    expires_at=expires,
+                    created_by=actor,
+                )
+                method, route, out = "POST", "runplane token create", secret
+            else:
+                token = await tokens.revoke(conn, args.id)
+                method, route, out = "DELETE", "runplane token revoke", ""
+            await audit.insert(
+                conn,
+                [
+                    {
+                        "actor": actor,
+                        "actor_id": "cli",
+                        "role": "admin",
+                        "method": method,
+                        "route": route,
+                        "target": str(token.id),
+                        "status": 200,
+                        "dry_run": False,
+                    }
+                ],
+            )
+    finally:
+        await db.close()
+    return token, out
 
 
 def main(argv: list[str] | None = None) -> None:

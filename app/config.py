@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     # No prefix: the conventional name every platform sets.
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     database_pool_size: int = Field(default=10, ge=1)
+    # How long a request waits for a database connection before answering 503.
+    database_pool_timeout: float = Field(default=5.0, gt=0)
     data_dir: Path = Path(".data")
     admin_token: str | None = None
     cluster: Literal["simulated", "kubernetes"] = "simulated"
@@ -39,6 +41,9 @@ class Settings(BaseSettings):
     run_reconciler: bool = True
     reconcile_interval: float = Field(default=2.0, gt=0)
     pending_timeout: float = Field(default=300.0, gt=0)
+    # How long an object the cluster keeps refusing with a retryable error (5xx, a namespace
+    # stuck terminating) is retried, backing off, before its workload fails with the reason.
+    apply_retry_timeout: float = Field(default=600.0, gt=0)
 
     # The simulated cluster: NODESxGPUS, and how long pods take to start and to run.
     sim_nodes: str = Field(default="4x8", pattern=r"^\s*\d+\s*[xX]\s*\d+\s*$")
@@ -60,6 +65,11 @@ class Settings(BaseSettings):
     oidc_leeway_seconds: float = Field(default=30.0, ge=0, le=300)
     # Requests a minute per principal (per API process); unset means no limit.
     rate_limit_per_minute: int | None = Field(default=None, ge=1)
+    # How long an API process trusts what it found out about an API token or a JWT: a token
+    # revoked through another process stops working within this many seconds.
+    credential_cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    # Audit entries older than this are deleted by the active reconciler.
+    audit_retention_days: float = Field(default=365.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

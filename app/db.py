@@ -1,231 +1,134 @@
-"""Database engine and sessions: one transaction per request, one per reconcile cycle."""
+"""The database: psycopg's async connection pool, for request handling and the reconciler alike.
+
+Each aggregate has one repository that owns its SQL (``app/*/repository.py``); its functions take
+a connection from here. Connections are in autocommit, so a single statement costs one round trip;
+statements that must hold together run in :meth:`Database.transaction`.
+
+Code that runs in a plain thread (the reconciler, the CLI, tests) reaches the same repositories
+through :class:`BlockingDatabase`: a pool on an event loop of its own, in a portal thread.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from typing import Any, LiteralString, Protocol, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 import psycopg
-from psycopg.conninfo import make_conninfo
-from psycopg.pq import TransactionStatus
-from psycopg_pool import PoolTimeout
-from sqlalchemy import Connection, Engine, QueuePool, create_engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from psycopg.types.json import set_json_dumps, set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+Conn = psycopg.AsyncConnection[Any]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# orjson is several times faster than json for the specs and manifests we store and read.
+set_json_dumps(orjson.dumps)
+set_json_loads(orjson.loads)
+
+CONNECTION_MAX_LIFETIME = 1800.0
 
 
-def json_dumps(value: object) -> str:
-    # orjson is several times faster than json for the specs and manifests we store.
-    return orjson.dumps(value).decode()
-
-
-def make_engine(url: str, **kwargs: object) -> Engine:
-    """An engine with fast JSON (de)serialization; every engine of the app comes from here."""
-    return create_engine(
-        url,
-        json_serializer=json_dumps,
-        json_deserializer=orjson.loads,
-        **kwargs,
-    )
-
-
-POOL_RECYCLE_SECONDS = 1800
-Params = Mapping[str, Any] | Sequence[Any]
-Row = tuple[Any, ...]
-
-
-class Driver(Protocol):
-    """What the hot path needs of a driver connection: a statement, a transaction."""
-
-    async def fetchone(self, query: LiteralString, params: Params) -> Row | None: ...
-
-    async def fetchall(self, query: LiteralString, params: Params) -> list[Row]: ...
-
-    def transaction(self) -> AbstractAsyncContextManager[None]: ...
-
-
-class AsyncDriver:
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self.conn = conn
-
-    async def fetchone(self, query: LiteralString, params: Params) -> Row | None:
-        cursor = await self.conn.execute(query, params)
-        return await cursor.fetchone()
-
-    async def fetchall(self, query: LiteralString, params: Params) -> list[Row]:
-        cursor = await self.conn.execute(query, params)
-        return await cursor.fetchall()
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        async with self.conn.transaction():
-            yield
-
-
-class BlockingDriver:
-    """A test's connection, inside its outer transaction, behind the same interface."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-
-    async def fetchone(self, query: LiteralString, params: Params) -> Row | None:
-        return self.conn.execute(query, params).fetchone()
-
-    async def fetchall(self, query: LiteralString, params: Params) -> list[Row]:
-        return self.conn.execute(query, params).fetchall()
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        with self.conn.transaction():
-            yield
-
-
-class DriverPool:
-    """Autocommit psycopg connections for the event loop: the submission hot path's pool.
-
-    A submission is one statement. Through a SQLAlchemy session in a worker thread it cost
-    ~0.5 ms of CPU more than the statement itself (the thread hop, BEGIN and COMMIT round
-    trips, the ORM's bookkeeping); here it is the statement. It behaves like the engine's pool,
-    whose size, timeout and recycle age it copies: a server that cannot be reached fails the
-    request at once (503), a busy pool makes it wait ``timeout`` seconds at most (503), and a
-    connection that broke is dropped when it comes back.
-    """
-
-    def __init__(self, conninfo: str, *, size: int, timeout: float, recycle: float) -> None:
-        self.conninfo = conninfo
-        self.size = size
-        self.timeout = timeout
-        self.recycle = recycle
-        self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
-        self._slots: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    @classmethod
-    def like(cls, engine: Engine) -> DriverPool:
-        cargs, cparams = engine.dialect.create_connect_args(engine.url)
-        # Connection options only: SQLAlchemy also passes Python objects (its adapters map).
-        options: dict[str, Any] = {
-            k: v for k, v in cparams.items() if isinstance(v, str | int | float)
-        }
-        pool = engine.pool
-        return cls(
-            make_conninfo(*cargs, **options),
-            size=pool.size() if isinstance(pool, QueuePool) else 5,
-            timeout=pool.timeout() if isinstance(pool, QueuePool) else 30.0,
-            recycle=POOL_RECYCLE_SECONDS,
-        )
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        # asyncio primitives belong to one loop; a new loop (a new TestClient) gets new ones.
-        loop = asyncio.get_running_loop()
-        if self._slots is None or self._loop is not loop:
-            self._slots, self._loop = asyncio.Semaphore(self.size), loop
-        return self._slots
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        slots = self._semaphore()
-        if slots.locked():
-            try:
-                await asyncio.wait_for(slots.acquire(), self.timeout)
-            except TimeoutError:
-                raise PoolTimeout(f"no database connection free after {self.timeout:g} s") from None
-        else:
-            await slots.acquire()
-        try:
-            conn, born = await self._take()
-            try:
-                yield conn
-            finally:
-                await self._give(conn, born)
-        finally:
-            slots.release()
-
-    async def _take(self) -> tuple[psycopg.AsyncConnection[Any], float]:
-        while self._idle:
-            conn, born = self._idle.pop()
-            if time.monotonic() - born < self.recycle and not conn.closed:
-                return conn, born
-            await conn.close()
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-        return conn, time.monotonic()
-
-    async def _give(self, conn: psycopg.AsyncConnection[Any], born: float) -> None:
-        if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
-            await conn.close()
-        else:
-            self._idle.append((conn, born))
-
-    async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn, _ in idle:
-            await conn.close()
-        self._slots = self._loop = None
+def conninfo(url: str) -> str:
+    """A libpq URL from the settings' ``postgresql+psycopg://`` form (SQLAlchemy's, for Alembic)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 class Database:
-    """Holds the engine and the session factory.
+    """A pool of autocommit connections.
 
-    Tests bind it to one connection inside an outer transaction
-    (``join_transaction_mode="create_savepoint"``) so each test rolls back cleanly.
+    A request waits at most ``timeout`` seconds for a connection: then (server unreachable, or
+    every connection busy) it fails with :class:`psycopg_pool.PoolTimeout`, answered as 503 with
+    ``Retry-After``. A connection that broke is dropped when it comes back to the pool.
     """
 
-    def __init__(self, bind: Engine | Connection) -> None:
-        self.bind = bind
-        self.engine = bind if isinstance(bind, Engine) else bind.engine
-        self.driver_pool = DriverPool.like(bind) if isinstance(bind, Engine) else None
-        self.sessionmaker = sessionmaker(
-            bind=bind,
-            expire_on_commit=False,
-            autoflush=False,
-            join_transaction_mode="create_savepoint",
-        )
+    def __init__(self, url: str, *, size: int = 10, timeout: float = 5.0) -> None:
+        self.url = url
+        self.size = size
+        self.timeout = timeout
+        self._pool: AsyncConnectionPool | None = None
 
-    @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
-        engine = make_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            # No pre-ping: it costs a round trip per request. A dropped connection fails its
-            # request with a 503 and SQLAlchemy then replaces the whole pool by itself.
-            pool_pre_ping=False,
-            pool_recycle=POOL_RECYCLE_SECONDS,
-        )
-        return cls(engine)
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        if self._pool is None:
+            raise RuntimeError("the database is not open")
+        return self._pool
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose transaction commits when the block ends without error."""
-        with self.sessionmaker() as session, session.begin():
-            yield session
+    async def open(self) -> None:
+        """Open a new pool (an app's lifespan may run more than once, as in tests). It does not
+        wait for a first connection: a server that is away makes requests answer 503 until it
+        is back, rather than the process failing to start."""
+        self._pool = AsyncConnectionPool(
+            conninfo(self.url),
+            # Times in UTC whatever the server's zone, so that answers read the same everywhere.
+            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+            min_size=1,
+            max_size=self.size,
+            timeout=self.timeout,
+            max_lifetime=CONNECTION_MAX_LIFETIME,
+            open=False,
+            name="runplane",
+        )
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     @asynccontextmanager
-    async def driver(self) -> AsyncIterator[Driver]:
-        """A driver connection without SQLAlchemy, for the submission hot path (see
-        :class:`DriverPool`). Bound to a connection (tests), it works in a savepoint of that
-        connection's transaction, so a test still rolls everything back."""
-        if self.driver_pool is not None:
-            async with self.driver_pool.connection() as connection:
-                yield AsyncDriver(connection)
-            return
-        bound = cast(Connection, self.bind)
-        blocking = cast(psycopg.Connection[Any], bound.connection.driver_connection)
-        with blocking.transaction():
-            yield BlockingDriver(blocking)
+    async def connection(self) -> AsyncIterator[Conn]:
+        async with self.pool.connection() as conn:
+            yield conn
 
-    async def aclose(self) -> None:
-        """Close the idle driver connections (at the end of the app's lifespan)."""
-        if self.driver_pool is not None:
-            await self.driver_pool.close()
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        async with self.pool.connection() as conn, conn.transaction():
+            yield conn
 
-    def ping(self) -> None:
-        with self.sessionmaker() as session:
-            session.execute(text("SELECT 1"))
 
-    def dispose(self) -> None:
-        if isinstance(self.bind, Engine):
-            self.bind.dispose()
+class BlockingDatabase:
+    """A :class:`Database` for threads that are not an event loop's: calls run on the loop of
+    a portal thread of its own (anyio's blocking portal), and block until they are done."""
+
+    def __init__(self, url: str, *, size: int = 2, timeout: float = 5.0) -> None:
+        self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
+        self.portal = self._portal_cm.__enter__()
+        self.db = Database(url, size=size, timeout=timeout)
+        self.portal.call(self.db.open)
+
+    def run(
+        self, fn: Callable[Concatenate[Conn, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(conn, *args, **kwargs)`` on a connection of the pool, in autocommit."""
+
+        async def call() -> T:
+            async with self.db.connection() as conn:
+                return await fn(conn, *args, **kwargs)
+
+        return self.portal.call(call)
+
+    def transaction(
+        self, fn: Callable[Concatenate[Conn, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(conn, *args, **kwargs)`` in a transaction."""
+
+        async def call() -> T:
+            async with self.db.transaction() as conn:
+                return await fn(conn, *args, **kwargs)
+
+        return self.portal.call(call)
+
+    def close(self) -> None:
+        try:
+            self.portal.call(self.db.close)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+    def __enter__(self) -> BlockingDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

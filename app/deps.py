@@ -1,31 +1,29 @@
-"""Request dependencies as ``Annotated`` aliases: session, settings, principal, authorization."""
+"""Request dependencies as ``Annotated`` aliases: connection, transaction, settings, principal,
+authorization, and the load-or-404 dependencies of path parameters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
+from fastapi import Depends, Path, Request
 
 from app.audit.recorder import AuditRecord, committed, record_of, set_principal, stage
 from app.auth import access
-from app.auth.authn import (
-    BOOTSTRAP_ADMIN,
-    CredentialRejected,
-    authenticate,
-    bearer,
-    is_bootstrap,
-)
+from app.auth.authn import CredentialRejected, authenticate, bearer
 from app.auth.principal import Principal
 from app.auth.ratelimit import RateLimiter
 from app.config import Settings
-from app.db import Database
+from app.db import Conn, Database
 from app.observability import route_template
+from app.projects import service as projects
+from app.projects.repository import ProjectRow
+from app.workloads import service as workloads
+from app.workloads.repository import WorkloadRow
 
-# Dependencies that do no I/O are ``async def``: FastAPI runs sync ones in its thread pool, and
-# each hop costs more than these functions do.
+# Every dependency is ``async def``: FastAPI runs sync ones in its thread pool, and each hop
+# costs more than these functions do.
 
 
 def database_of(request: Request) -> Database:
@@ -46,16 +44,35 @@ async def get_settings_dep(request: Request) -> Settings:
     return settings_of(request)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    # scope="function" below: the transaction commits before the response is sent, so a 201
-    # always means the row is stored, and the audit entry of a change commits with it.
-    with database_of(request).session() as session:
-        yield session
-        stage(request.scope, session)
+async def get_connection(request: Request) -> AsyncIterator[Conn]:
+    """The request's connection (autocommit), shared by every dependency that asks for it."""
+    async with database_of(request).connection() as conn:
+        yield conn
+
+
+# scope="function": the connection goes back to the pool, and a transaction commits, before
+# the response is sent; so a 201 always means the row is stored, with its audit entry.
+ConnDep = Annotated[Conn, Depends(get_connection, scope="function")]
+
+
+async def get_transaction(request: Request, conn: ConnDep) -> AsyncIterator[Conn]:
+    """The request's connection in a transaction that also writes the audit entry."""
+    async with conn.transaction():
+        yield conn
+        await stage(request.scope, conn)
     committed(request.scope)
+    for callback in getattr(request.state, "after_commit", ()):
+        callback()
 
 
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+def after_commit(request: Request, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the request's transaction has committed (never if it rolls back)."""
+    if not hasattr(request.state, "after_commit"):
+        request.state.after_commit = []
+    request.state.after_commit.append(callback)
+
+
+TxDep = Annotated[Conn, Depends(get_transaction, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
@@ -63,23 +80,16 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 async def get_principal(request: Request) -> Principal:
     """Authenticate the bearer credential (401), then apply the caller's rate limit (429).
 
-    The bootstrap token costs no I/O; an API token or an OIDC JWT is checked in a worker
-    thread (a database lookup, maybe a key fetch), in its own short transaction.
-    """
-    settings = settings_of(request)
-    credential = bearer(request.headers.get("authorization"))
-    admin_token = settings.effective_admin_token
+    No thread hop and, once a token is known to this process, no database round trip
+    (app.auth.authn)."""
     try:
-        if is_bootstrap(credential, admin_token):
-            principal = BOOTSTRAP_ADMIN
-        else:
-            principal = await run_in_threadpool(
-                authenticate,
-                credential,
-                db=database_of(request),
-                admin_token=admin_token,
-                oidc=getattr(request.app.state, "oidc", None),
-            )
+        principal = await authenticate(
+            bearer(request.headers.get("authorization")),
+            db=database_of(request),
+            admin_token=settings_of(request).effective_admin_token,
+            oidc=getattr(request.app.state, "oidc", None),
+            cache=request.app.state.credentials,
+        )
     except CredentialRejected as exc:
         set_principal(request.scope, exc.principal, accepted=False)
         raise
@@ -112,3 +122,26 @@ async def get_audit_record(request: Request) -> AuditRecord:
 
 
 AuditDep = Annotated[AuditRecord, Depends(get_audit_record)]
+
+# --- load-or-404 ----------------------------------------------------------------------------------
+
+ProjectName = Annotated[str, Path(max_length=63, description="Project name.")]
+
+
+async def load_project(
+    conn: ConnDep, principal: CurrentPrincipal, project: ProjectName
+) -> ProjectRow:
+    return await projects.get_by_name(conn, project, visible_to=principal)
+
+
+ProjectDep = Annotated[ProjectRow, Depends(load_project)]
+WorkloadId = Annotated[uuid.UUID, Path(alias="workloadId", description="Workload id.")]
+
+
+async def load_workload(
+    conn: ConnDep, principal: CurrentPrincipal, workload_id: WorkloadId
+) -> WorkloadRow:
+    return await workloads.get(conn, workload_id, visible_to=principal)
+
+
+WorkloadDep = Annotated[WorkloadRow, Depends(load_workload)]

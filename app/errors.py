@@ -61,20 +61,12 @@ class PreconditionFailed(AppError):
     status, title, slug = 412, "Precondition failed", "precondition-failed"
 
 
-class PayloadTooLarge(AppError):
-    status, title, slug = 413, "Payload too large", "payload-too-large"
-
-
 class ValidationFailed(AppError):
     status, title, slug = 422, "Validation failed", "validation-failed"
 
 
 class PolicyViolation(ValidationFailed):
     title, slug = "Policy violation", "policy-violation"
-
-
-class ServiceUnavailable(AppError):
-    status, title, slug = 503, "Service unavailable", "service-unavailable"
 
 
 def problem_body(

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app import migrations
 from app.audit.recorder import AuditMiddleware
 from app.audit.router import router as audit_router
+from app.auth.authn import CredentialCache
 from app.auth.oidc import OidcVerifier
 from app.auth.ratelimit import RateLimiter
 from app.auth.router import router as tokens_router
@@ -32,7 +33,6 @@ from app.problems import install_error_handlers, problem_response
 from app.projects.router import router as projects_router
 from app.schemas import Problem
 from app.workloads.router import router as workloads_router
-from app.workloads.router import submissions as submissions_router
 
 log = logging.getLogger("runplane")
 
@@ -61,7 +61,6 @@ INFRASTRUCTURE: dict[int | str, dict[str, Any]] = {
 def create_app(
     settings: Settings | None = None,
     *,
-    db: Database | None = None,
     on_startup: Callable[[FastAPI], None] | None = None,
     reconcile: bool | None = None,
 ) -> FastAPI:
@@ -69,16 +68,19 @@ def create_app(
     tests pass False and drive cycles themselves)."""
     settings = settings or get_settings()
     if reconcile is None:
-        reconcile = settings.run_reconciler and db is None
+        reconcile = settings.run_reconciler
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if on_startup is not None:
             on_startup(app)
+        db: Database | None = getattr(app.state, "db", None)
+        if db is not None:
+            await db.open()
         stop = threading.Event()
         thread = None
-        if reconcile and hasattr(app.state, "db"):
-            thread = _start_reconciler(app.state.db, settings, stop)
+        if reconcile and settings.database_url:
+            thread = _start_reconciler(settings, stop)
         # Everything loaded so far (schemas, the Kubernetes client's models...) lives as long as
         # the process: keep the cyclic GC from re-scanning it, which paused requests ~100 ms.
         gc.freeze()
@@ -86,10 +88,8 @@ def create_app(
         stop.set()
         if thread is not None:
             thread.join(timeout=30)
-        if hasattr(app.state, "db"):
-            await app.state.db.aclose()
-        if db is None and hasattr(app.state, "db"):
-            app.state.db.dispose()
+        if db is not None:
+            await db.close()
 
     app = FastAPI(
         title="Runplane",
@@ -101,12 +101,13 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    if db is not None:
-        app.state.db = db
-    elif settings.database_url:
-        app.state.db = Database.from_url(
-            settings.database_url, pool_size=settings.database_pool_size
+    if settings.database_url:
+        app.state.db = Database(
+            settings.database_url,
+            size=settings.database_pool_size,
+            timeout=settings.database_pool_timeout,
         )
+    app.state.credentials = CredentialCache(settings.credential_cache_seconds)
 
     app.state.oidc = OidcVerifier.from_settings(settings)
     if settings.rate_limit_per_minute:
@@ -118,7 +119,6 @@ def create_app(
     # routes of every included router in turn, and again inside the one selected, so nesting
     # the API under one more router would scan them all a third time.
     for router in (
-        submissions_router,
         workloads_router,
         projects_router,
         policies_router,
@@ -149,19 +149,11 @@ def create_app(
     return app
 
 
-def _start_reconciler(db: Database, settings: Settings, stop: threading.Event) -> threading.Thread:
-    from app.cluster.factory import make_backend
-    from app.reconciler.loop import Reconciler
+def _start_reconciler(settings: Settings, stop: threading.Event) -> threading.Thread:
+    from app.reconciler.loop import run_reconciler
 
-    reconciler = Reconciler(
-        db=db, backend=make_backend(settings, db), pending_timeout=settings.pending_timeout
-    )
     thread = threading.Thread(
-        target=reconciler.run,
-        args=(stop,),
-        kwargs={"interval": settings.reconcile_interval},
-        name="reconciler",
-        daemon=True,
+        target=run_reconciler, args=(settings, stop), name="reconciler", daemon=True
     )
     thread.start()
     return thread
@@ -171,7 +163,7 @@ def _ops_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", operation_id="getHealth", response_model=dict[str, str])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @router.get(
@@ -180,7 +172,7 @@ def _ops_router() -> APIRouter:
         response_model=dict[str, str],
         responses=responses(503),
     )
-    def readyz(request: Request) -> Any:
+    async def readyz(request: Request) -> Any:
         db: Database | None = getattr(request.app.state, "db", None)
         if db is None:
             return problem_response(
@@ -191,7 +183,8 @@ def _ops_router() -> APIRouter:
                 "No database is configured.",
             )
         try:
-            at_head = migrations.is_at_head(db.engine)
+            async with db.connection() as conn:
+                at_head = await migrations.is_current(conn)
         except Exception as exc:  # any driver error means: not ready
             log.warning("readiness: database unreachable: %s", exc)
             return problem_response(
@@ -217,7 +210,7 @@ def _ops_router() -> APIRouter:
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
     )
-    def metrics() -> Response:
+    async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

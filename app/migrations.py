@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
+
+from app.db import Conn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +43,7 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
         command.downgrade(config, revision)
 
 
+@functools.cache
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -50,3 +55,12 @@ def current_revision(engine: Engine) -> str | None:
 
 def is_at_head(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+async def is_current(conn: Conn) -> bool:
+    """Whether the database behind ``conn`` is at head (the readiness check, on the pool)."""
+    try:
+        cursor = await conn.execute("SELECT version_num FROM alembic_version")
+    except psycopg.errors.UndefinedTable:
+        return False
+    return [row[0] for row in await cursor.fetchall()] == [head_revision()]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Submission throughput against `runplane serve`, beside the raw PostgreSQL INSERT rate.
+# Submission throughput against `runplane serve`, beside the raw PostgreSQL INSERT rate, with the
+# bootstrap admin token and with a researcher's API token (how services and SDKs call).
 #
 #   bench/bench_submit.sh [WORKERS] [SECONDS] [ROUNDS]
 #
@@ -40,23 +41,37 @@ curl -sf -XPOST "127.0.0.1:$PORT/api/v1/projects" -H "$AUTH" -H 'Content-Type: a
 curl -sf -XPUT "127.0.0.1:$PORT/api/v1/policies/global/trainings" -H "$AUTH" \
   -H 'Content-Type: application/json' \
   -d '{"defaults":{"imagePullPolicy":"IfNotPresent","compute":{"cpuCoreLimit":4}},"rules":{"compute":{"gpuDevicesRequest":{"max":8}},"image":{"pattern":"[a-z0-9./:_-]+"}}}' >/dev/null
-RUN=warm wrk -t2 -c8 -d3s -s bench/submit.lua "http://127.0.0.1:$PORT" >/dev/null
-echo "== fixed 200 submissions/s (open loop), before and after the throughput rounds"
-RUN=rate1 "$OPENLOOP" -url "http://127.0.0.1:$PORT" -rate 200 -seconds "$SECONDS_"
+API_TOKEN=$(curl -sf -XPOST "127.0.0.1:$PORT/api/v1/tokens" -H "$AUTH" \
+  -H 'Content-Type: application/json' \
+  -d '{"name":"bench-researcher","role":"researcher","projects":["bench"]}' \
+  | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+export TOKEN
+TOKEN=$API_TOKEN RUN=warm wrk -t2 -c8 -d3s -s bench/submit.lua "http://127.0.0.1:$PORT" >/dev/null
+echo "== fixed 200 submissions/s (open loop) with the API token, before and after the rounds"
+TOKEN=$API_TOKEN RUN=rate1 "$OPENLOOP" -url "http://127.0.0.1:$PORT" -rate 200 -seconds "$SECONDS_"
 
 # The machine's speed drifts (it is shared): each round measures the raw rate and then the
 # submissions right after it, and the ratio of the round is what counts; the median is reported.
-echo "== $ROUNDS rounds: raw one-row INSERT transactions (pgbench -c 8), then submissions (wrk -c 8)"
-RATIOS=()
+echo "== $ROUNDS rounds: raw one-row INSERT transactions (pgbench -c 8), then submissions"
+echo "   (wrk -c 8) with the API token and with the bootstrap token"
+API_RATIOS=()
+ADMIN_RATIOS=()
+median() { printf "%s\n" "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
+submissions() { # <token> <run>: wrk's summary line
+  TOKEN=$1 RUN=$2 wrk -t2 -c8 -d"${SECONDS_}s" -s bench/submit.lua "http://127.0.0.1:$PORT" | tail -1
+}
 for round in $(seq "$ROUNDS"); do
   RAW=$(pgbench -n -c 8 -j 2 -T "$SECONDS_" -f bench/insert.sql "$URL" 2>/dev/null \
     | awk '/^tps/ {print $3}')
-  OUT=$(RUN="r$round" wrk -t2 -c8 -d"${SECONDS_}s" -s bench/submit.lua "http://127.0.0.1:$PORT" \
-    | tail -1)
-  RATE=$(sed -E 's/.*rate ([0-9.]+).*/\1/' <<<"$OUT")
-  RATIO=$(awk -v a="$RATE" -v b="$RAW" 'BEGIN {printf "%.3f", a / b}')
-  RATIOS+=("$RATIO")
-  printf "round %d: raw %.0f tps | submissions: %s | ratio %s\n" "$round" "$RAW" "$OUT" "$RATIO"
+  for who in api admin; do
+    if [ "$who" = api ]; then OUT=$(submissions "$API_TOKEN" "a$round"); else
+      OUT=$(submissions runplane-dev-admin-token "b$round"); fi
+    RATE=$(sed -E 's/.*rate ([0-9.]+).*/\1/' <<<"$OUT")
+    RATIO=$(awk -v a="$RATE" -v b="$RAW" 'BEGIN {printf "%.3f", a / b}')
+    if [ "$who" = api ]; then API_RATIOS+=("$RATIO"); else ADMIN_RATIOS+=("$RATIO"); fi
+    printf "round %d: raw %.0f tps | %-5s token: %s | ratio %s\n" "$round" "$RAW" "$who" "$OUT" "$RATIO"
+  done
 done
-printf "median ratio %s\n" "$(printf "%s\n" "${RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')"
-RUN=rate2 "$OPENLOOP" -url "http://127.0.0.1:$PORT" -rate 200 -seconds "$SECONDS_"
+printf "median ratio: API token %s, bootstrap token %s\n" "$(median "${API_RATIOS[@]}")" \
+  "$(median "${ADMIN_RATIOS[@]}")"
+TOKEN=$API_TOKEN RUN=rate2 "$OPENLOOP" -url "http://127.0.0.1:$PORT" -rate 200 -seconds "$SECONDS_"

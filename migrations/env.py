@@ -13,7 +13,13 @@ target_metadata = Base.metadata
 
 
 def run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        # Column defaults live in the database (every INSERT path gets the same ones): check them.
+        compare_server_default=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

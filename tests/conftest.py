@@ -1,8 +1,8 @@
 """Test fixtures: one real PostgreSQL database per run (per xdist worker), built by Alembic.
 
 The server is DATABASE_URL's when set (CI starts the system PostgreSQL), else the embedded one.
-Each test runs inside an outer transaction that is rolled back; tests that need real commits
-(concurrency, the reconciler across sessions) use ``committed_db``, which empties the tables.
+Tests run the production data layer (psycopg's pool, app.db) against that database, and every
+test that touches it starts from empty tables: ``database`` empties them afterwards.
 """
 
 from __future__ import annotations
@@ -10,23 +10,29 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import migrations
 from app.config import Settings
-from app.db import Database, make_engine
+from app.db import BlockingDatabase
 from app.main import create_app
 from app.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+TABLES = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
 
 
 @pytest.fixture(scope="session")
@@ -41,12 +47,13 @@ def server_url() -> str:
 
 @pytest.fixture(scope="session")
 def engine(server_url: str, worker_id: str) -> Iterator[Engine]:
+    """The run's own database, migrated to head (SQLAlchemy: Alembic's and the tests' checks)."""
     name = f"runplane_test_{worker_id}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(server_url).set(database=name)
-    eng = make_engine(url.render_as_string(hide_password=False), pool_size=10, max_overflow=10)
+    eng = create_engine(url.render_as_string(hide_password=False), pool_size=2)
     migrations.upgrade(eng)
     yield eng
     eng.dispose()
@@ -56,25 +63,63 @@ def engine(server_url: str, worker_id: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def connection(engine: Engine) -> Iterator[Connection]:
-    conn = engine.connect()
-    outer = conn.begin()
-    yield conn
-    outer.rollback()
-    conn.close()
-
-
-@pytest.fixture
-def db(connection: Connection) -> Database:
-    return Database(connection)
-
-
-@pytest.fixture
-def committed_db(engine: Engine) -> Iterator[Database]:
-    yield Database(engine)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+def database(engine: Engine) -> Iterator[str]:
+    """The run's database URL, its tables emptied after the test."""
+    yield engine.url.render_as_string(hide_password=False)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def db(database: str) -> Iterator[BlockingDatabase]:
+    """The production data layer, for a test's own reads and writes and for the reconciler."""
+    with BlockingDatabase(database) as blocking:
+        yield blocking
+
+
+SqlSession = Callable[[], AbstractContextManager[Session]]
+
+
+@pytest.fixture
+def sql(engine: Engine, database: str) -> SqlSession:
+    """The tests' own look at (or arrangement of) what the database holds, with the ORM models,
+    in a transaction that commits: independent of the repositories under test."""
+    maker = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session() -> Iterator[Session]:
+        with maker() as s, s.begin():
+            yield s
+
+    return session
+
+
+Snapshot = dict[str, str]
+
+
+def snapshot(engine: Engine) -> Snapshot:
+    """Every table's rows, as JSON: what :func:`restore` puts back."""
+    with engine.connect() as conn:
+        return {
+            t.name: conn.scalar(
+                text(f"SELECT coalesce(json_agg(x), '[]')::text FROM \"{t.name}\" x")
+            )
+            for t in Base.metadata.sorted_tables
+        }
+
+
+def restore(engine: Engine, snap: Snapshot) -> None:
+    """Put the database back as :func:`snapshot` saw it (a test's world, between its calls)."""
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {TABLES} CASCADE"))
+        for t in Base.metadata.sorted_tables:
+            conn.execute(
+                text(
+                    f'INSERT INTO "{t.name}" SELECT * FROM'
+                    f' json_populate_recordset(NULL::"{t.name}", CAST(:rows AS json))'
+                ),
+                {"rows": snap[t.name]},
+            )
 
 
 def make_settings(**overrides: object) -> Settings:
@@ -84,21 +129,48 @@ def make_settings(**overrides: object) -> Settings:
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return make_settings()
+def settings(database: str) -> Settings:
+    return make_settings(database_url=database)
+
+
+AppFactory = Callable[..., FastAPI]
 
 
 @pytest.fixture
-def client(db: Database, settings: Settings) -> Iterator[TestClient]:
-    app = create_app(settings, db=db)
-    with TestClient(app, headers=AUTH) as c:
+def make_app(database: str) -> AppFactory:
+    """Apps on the test database with these settings (the reconciler off unless asked)."""
+
+    def make(*, reconcile: bool = False, **overrides: Any) -> FastAPI:
+        return create_app(make_settings(database_url=database, **overrides), reconcile=reconcile)
+
+    return make
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, reconcile=False), headers=AUTH) as c:
         yield c
 
 
 @pytest.fixture
-def anon_client(db: Database, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, db=db)) as c:
+def anon_client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, reconcile=False)) as c:
         yield c
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Every statement the app sends, with its parameters, as psycopg's cursors execute it."""
+    seen: list[tuple[str, Any]] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def recording(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        text = query if isinstance(query, str) else query.as_string(self.connection)
+        seen.append((text, params))
+        return await execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", recording)
+    return seen
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,8 +1,8 @@
 """Recording the audit entry of every mutating API request.
 
 A successful change is recorded in its own transaction: :class:`AuditedRoute` notes the status
-the endpoint answered, and the session dependency adds the entry just before it commits (see
-``app.deps.get_session``), so there is no change without its entry and no entry without its
+the endpoint answered, and the transaction dependency adds the entry just before it commits (see
+``app.deps.get_transaction``), so there is no change without its entry and no entry without its
 change. A request whose transaction rolled back (a 4xx raised as an error, a 500), or that was
 refused before it reached an endpoint (401, 403, 404, 422, 429), is recorded by
 :class:`AuditMiddleware` in a transaction of its own, before the answer leaves the process.
@@ -20,15 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-import anyio.to_thread
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.audit import repository
 from app.auth.principal import Principal
-from app.db import Database
-from app.models import AuditEntry
+from app.db import Conn, Database
 from app.observability import route_template
 
 log = logging.getLogger("runplane")
@@ -130,12 +128,12 @@ class AuditedRoute(APIRoute):
         return audited_handler
 
 
-def stage(scope: Scope, session: Session) -> None:
-    """Add the entry to the session about to commit (called by the session dependency)."""
+async def stage(scope: Scope, conn: Conn) -> None:
+    """Write the entry in the transaction about to commit (the transaction dependency calls it)."""
     record = record_of(scope)
     if record.staged or record.status is None or not audited(scope):
         return
-    session.add(AuditEntry(**entry_values(scope, record.status)))
+    await repository.insert(conn, [entry_values(scope, record.status)])
     record.staged = True
 
 
@@ -179,19 +177,15 @@ class AuditMiddleware:
         if db is None:
             return
         values = entry_values(scope, status)
-        await anyio.to_thread.run_sync(_write, db, values)
-
-
-def _write(db: Database, values: dict[str, Any]) -> None:
-    try:
-        with db.session() as session:
-            session.add(AuditEntry(**values))
-    except Exception:
-        # The answer stands even when its record cannot be written; say so loudly.
-        log.error(
-            "could not write the audit entry of %s %s (%s)",
-            values["method"],
-            values["route"],
-            values["status"],
-            exc_info=True,
-        )
+        try:
+            async with db.connection() as conn:
+                await repository.insert(conn, [values])
+        except Exception:
+            # The answer stands even when its record cannot be written; say so loudly.
+            log.error(
+                "could not write the audit entry of %s %s (%s)",
+                values["method"],
+                values["route"],
+                values["status"],
+                exc_info=True,
+            )

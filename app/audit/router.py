@@ -11,7 +11,7 @@ from pydantic import BeforeValidator
 
 from app.audit import schemas, service
 from app.audit.recorder import AuditedRoute
-from app.deps import SessionDep
+from app.deps import ConnDep
 from app.errors import ValidationFailed
 from app.openapi import responses
 from app.schemas import PageParams, page_params
@@ -38,8 +38,8 @@ Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
     response_model=schemas.AuditPage,
     responses=responses(422),
 )
-def list_audit_entries(
-    session: SessionDep,
+async def list_audit_entries(
+    conn: ConnDep,
     page: Annotated[PageParams, Depends(page_params)],
     actor: Annotated[str | None, Query(max_length=255, description="Exactly this actor.")] = None,
     method: Annotated[Method | None, Query(description="HTTP method.")] = None,
@@ -56,7 +56,7 @@ def list_audit_entries(
                 f"`{name}` needs a time zone.",
                 errors=[{"field": name, "message": "must carry a UTC offset, e.g. Z"}],
             )
-    rows, nxt = service.list_page(
-        session, page, actor=actor, method=method, since=since, until=until
+    rows, nxt = await service.list_page(
+        conn, page, actor=actor, method=method, since=since, until=until
     )
     return schemas.AuditPage(items=[schemas.AuditEntry.model_validate(r) for r in rows], next=nxt)

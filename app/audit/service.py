@@ -4,41 +4,39 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
+from app.audit import repository
+from app.audit.repository import AuditRow
+from app.db import Conn
 from app.errors import ValidationFailed
-from app.models import AuditEntry
 from app.schemas import PageParams, decode_cursor, encode_cursor
+from app.sql import page
 
 
-def list_page(
-    session: Session,
-    page: PageParams,
+async def list_page(
+    conn: Conn,
+    page_params: PageParams,
     *,
     actor: str | None,
     method: str | None,
     since: datetime | None,
     until: datetime | None,
-) -> tuple[list[AuditEntry], str | None]:
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(page.limit + 1)
-    if actor is not None:
-        query = query.where(AuditEntry.actor == actor)
-    if method is not None:
-        query = query.where(AuditEntry.method == method.upper())
-    if since is not None:
-        query = query.where(AuditEntry.time >= since)
-    if until is not None:
-        query = query.where(AuditEntry.time < until)
-    if page.cursor:
-        (before_id,) = decode_cursor(page.cursor, 1)
-        if not isinstance(before_id, int):
+) -> tuple[list[AuditRow], str | None]:
+    before_id = None
+    if page_params.cursor:
+        (before_id,) = decode_cursor(page_params.cursor, 1)
+        # An id: a bigint, never a bool (JSON's true is not 1 here).
+        if type(before_id) is not int or not 0 <= before_id < 2**63:
             raise ValidationFailed(
                 "The cursor is not one this API issued.",
                 errors=[{"field": "cursor", "message": "invalid cursor; use the `next` of a page"}],
             )
-        query = query.where(AuditEntry.id < before_id)
-    rows = list(session.scalars(query))
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return rows, encode_cursor(rows[-1].id) if more else None
+    rows = await repository.list_page(
+        conn,
+        before_id=before_id,
+        limit=page_params.limit + 1,
+        actor=actor,
+        method=method.upper() if method else None,
+        since=since,
+        until=until,
+    )
+    return page(rows, page_params.limit, lambda r: encode_cursor(r.id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,8 @@ class OidcVerifier:
                 )
             return self._file_keys
 
-    def verify(self, token: str) -> Principal:
+    def verify(self, token: str) -> tuple[Principal, datetime]:
+        """The token's principal and when the token expires; may fetch the issuer's keys."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -130,9 +132,10 @@ class OidcVerifier:
             raise Unauthorized(f"The token carries no Runplane role (claim {self.role_claim!r}).")
         projects = _project_names(claims.get(self.projects_claim))
         subject = str(claims["sub"])
-        return Principal(
+        principal = Principal(
             name=subject, role=role, id=f"oidc:{subject}", projects=frozenset(projects)
         )
+        return principal, datetime.fromtimestamp(float(claims["exp"]) + self.leeway, UTC)
 
 
 def _project_names(value: Any) -> list[str]:

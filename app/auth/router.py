@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from app.audit.recorder import AuditedRoute
 from app.auth import schemas, tokens
-from app.deps import AuditDep, CurrentPrincipal, SessionDep
+from app.deps import AuditDep, ConnDep, CurrentPrincipal, TxDep, after_commit
 from app.openapi import links, responses
 from app.schemas import PageParams, page_params
 
@@ -23,15 +23,15 @@ router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=AuditedRoute)
     response_model=schemas.TokenCreated,
     responses={201: links("tokenId", "id", "revokeToken"), **responses(409)},
 )
-def create_token(
-    session: SessionDep,
+async def create_token(
+    conn: TxDep,
     principal: CurrentPrincipal,
     audit: AuditDep,
     body: schemas.TokenCreate,
     response: Response,
 ) -> schemas.TokenCreated:
-    token, secret = tokens.create(
-        session,
+    token, secret = await tokens.create(
+        conn,
         name=body.name,
         role=body.role,
         projects=body.projects,
@@ -50,14 +50,14 @@ def create_token(
     operation_id="listTokens",
     response_model=schemas.TokenPage,
 )
-def list_tokens(
-    session: SessionDep,
+async def list_tokens(
+    conn: ConnDep,
     page: Annotated[PageParams, Depends(page_params)],
     revoked: Annotated[
         bool | None, Query(description="true: revoked only; false: live only; unset: all.")
     ] = None,
 ) -> schemas.TokenPage:
-    rows, nxt = tokens.list_page(session, page, revoked=revoked)
+    rows, nxt = await tokens.list_page(conn, page, revoked=revoked)
     return schemas.TokenPage(items=[schemas.Token.model_validate(t) for t in rows], next=nxt)
 
 
@@ -67,9 +67,12 @@ def list_tokens(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(404),
 )
-def revoke_token(
-    session: SessionDep,
+async def revoke_token(
+    request: Request,
+    conn: TxDep,
     token_id: Annotated[uuid.UUID, Path(alias="tokenId", description="Token id.")],
 ) -> Response:
-    tokens.revoke(session, token_id)
+    await tokens.revoke(conn, token_id)
+    # Other API processes stop accepting it within RUNPLANE_CREDENTIAL_CACHE_SECONDS.
+    after_commit(request, request.app.state.credentials.forget_all)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

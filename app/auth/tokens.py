@@ -5,31 +5,46 @@ slow password hash (bcrypt, argon2) protects *guessable* secrets; nobody can enu
 candidates, so a fast hash loses nothing here, and it lets a request find its token with one
 indexed equality lookup instead of trying a slow hash against every row. The lookup compares
 digests, never the secret: the timing of the index probe depends on the hash, which an
-attacker cannot steer towards a stored one; the final ``hmac.compare_digest`` is belt and
-braces.
+attacker cannot steer towards a stored one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import or_, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+import psycopg
 
 from app.auth.principal import Principal, Role
+from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.models import ApiToken, Project
 from app.schemas import PageParams, decode_time_cursor, encode_time_cursor
+from app.sql import columns, fetch_all, fetch_one, page
 
 TOKEN_PREFIX = "rp_"
 PREFIX_LENGTH = 11  # "rp_" + 8 characters: enough to tell tokens apart, useless to guess one
 # last_used_at is written at most this often per token, so reads stay read-only.
-LAST_USED_EVERY = timedelta(minutes=1)
+LAST_USED_EVERY_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    id: uuid.UUID
+    name: str
+    role: str
+    projects: list[str]
+    prefix: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+_COLUMNS = columns(TokenRow)
 
 
 def new_secret() -> str:
@@ -44,7 +59,7 @@ def looks_like_api_token(credential: str) -> bool:
     return credential.startswith(TOKEN_PREFIX)
 
 
-def principal_of(token: ApiToken) -> Principal:
+def principal_of(token: TokenRow) -> Principal:
     return Principal(
         name=token.name,
         role=token.role,  # type: ignore[arg-type]  # the column only ever holds a Role
@@ -53,48 +68,35 @@ def principal_of(token: ApiToken) -> Principal:
     )
 
 
-def find(session: Session, secret: str) -> ApiToken | None:
-    """The token this secret belongs to, whatever its state (the caller checks expiry)."""
-    digest = hash_secret(secret)
-    token = session.scalars(select(ApiToken).where(ApiToken.secret_hash == digest)).one_or_none()
-    if token is None or not hmac.compare_digest(token.secret_hash, digest):
-        return None
-    return token
-
-
-def touch(session: Session, token: ApiToken, now: datetime) -> None:
-    """Record use at most once a minute; never wait for another request's row lock."""
-    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_EVERY:
-        return
-    locked = (
-        select(ApiToken.id)
-        .where(
-            ApiToken.id == token.id,
-            or_(
-                ApiToken.last_used_at.is_(None),
-                ApiToken.last_used_at < now - LAST_USED_EVERY,
-            ),
+async def use(conn: Conn, digest: str) -> TokenRow | None:
+    """The token with this secret hash, whatever its state (the caller checks it), recording its
+    use at most once a minute, in the same statement."""
+    return await fetch_one(
+        conn,
+        TokenRow,
+        f"""
+        WITH found AS (SELECT {_COLUMNS} FROM api_tokens WHERE secret_hash = %(digest)s),
+        touched AS (
+            UPDATE api_tokens t SET last_used_at = now() FROM found
+            WHERE t.id = found.id AND found.revoked_at IS NULL
+              AND (found.last_used_at IS NULL
+                   OR found.last_used_at < now() - make_interval(secs => %(every)s))
         )
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    session.execute(
-        update(ApiToken)
-        .where(ApiToken.id == locked)
-        .values(last_used_at=now)
-        .execution_options(synchronize_session=False)
+        SELECT {_COLUMNS} FROM found
+        """,
+        {"digest": digest, "every": LAST_USED_EVERY_SECONDS},
     )
 
 
-def create(
-    session: Session,
+async def create(
+    conn: Conn,
     *,
     name: str,
     role: Role,
     projects: list[str],
     expires_at: datetime | None,
     created_by: str,
-) -> tuple[ApiToken, str]:
+) -> tuple[TokenRow, str]:
     """Store a new token; return it with its secret, which is shown once and never again."""
     problems = []
     if role == "admin" and projects:
@@ -102,7 +104,10 @@ def create(
     if expires_at is not None and expires_at <= datetime.now(UTC):
         problems.append({"field": "expiresAt", "message": "must be in the future"})
     if projects:
-        known = set(session.scalars(select(Project.name).where(Project.name.in_(projects))))
+        cursor = await conn.execute(
+            "SELECT name FROM projects WHERE name = ANY(%s)", (sorted(set(projects)),)
+        )
+        known = {name for (name,) in await cursor.fetchall()}
         problems += [
             {"field": "projects", "message": f"project {p!r} does not exist"}
             for p in projects
@@ -111,58 +116,71 @@ def create(
     if problems:
         raise ValidationFailed("The token request is not valid; see `errors`.", errors=problems)
     secret = new_secret()
-    token = ApiToken(
-        id=uuid.uuid4(),
-        name=name,
-        role=role,
-        projects=sorted(set(projects)),
-        prefix=secret[:PREFIX_LENGTH],
-        secret_hash=hash_secret(secret),
-        created_by=created_by,
-        expires_at=expires_at,
-    )
     try:
-        with session.begin_nested():
-            session.add(token)
-    except IntegrityError:
+        token = await fetch_one(
+            conn,
+            TokenRow,
+            f"""
+            INSERT INTO api_tokens (id, name, role, projects, prefix, secret_hash, created_by,
+                                    expires_at)
+            VALUES (%(id)s, %(name)s, %(role)s, %(projects)s, %(prefix)s, %(hash)s,
+                    %(created_by)s, %(expires_at)s)
+            RETURNING {_COLUMNS}
+            """,
+            {
+                "id": uuid.uuid4(),
+                "name": name,
+                "role": role,
+                "projects": sorted(set(projects)),
+                "prefix": secret[:PREFIX_LENGTH],
+                "hash": hash_secret(secret),
+                "created_by": created_by,
+                "expires_at": expires_at,
+            },
+        )
+    except psycopg.errors.UniqueViolation:
         raise Conflict(
             f"A live token named {name!r} already exists; revoke it or pick another name.",
             errors=[{"field": "name", "message": "already in use"}],
         ) from None
-    session.refresh(token)
+    assert token is not None
     return token, secret
 
 
-def list_page(
-    session: Session, page: PageParams, *, revoked: bool | None
-) -> tuple[list[ApiToken], str | None]:
-    query = (
-        select(ApiToken)
-        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
-        .limit(page.limit + 1)
+async def list_page(
+    conn: Conn, page_params: PageParams, *, revoked: bool | None
+) -> tuple[list[TokenRow], str | None]:
+    after = decode_time_cursor(page_params.cursor) if page_params.cursor else None
+    rows = await fetch_all(
+        conn,
+        TokenRow,
+        f"""
+        SELECT {_COLUMNS} FROM api_tokens
+        WHERE (%(revoked)s::bool IS NULL OR (revoked_at IS NOT NULL) = %(revoked)s)
+          AND (%(created)s::timestamptz IS NULL OR (created_at, id) < (%(created)s, %(id)s))
+        ORDER BY created_at DESC, id DESC LIMIT %(limit)s
+        """,
+        {
+            "revoked": revoked,
+            "created": after[0] if after else None,
+            "id": after[1] if after else None,
+            "limit": page_params.limit + 1,
+        },
     )
-    if revoked is not None:
-        query = query.where(
-            ApiToken.revoked_at.is_not(None) if revoked else ApiToken.revoked_at.is_(None)
-        )
-    if page.cursor:
-        query = query.where(
-            tuple_(ApiToken.created_at, ApiToken.id) < tuple_(*decode_time_cursor(page.cursor))
-        )
-    rows = list(session.scalars(query))
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return rows, encode_time_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    return page(rows, page_params.limit, lambda t: encode_time_cursor(t.created_at, t.id))
 
 
-def revoke(session: Session, token_id: uuid.UUID) -> ApiToken:
+async def revoke(conn: Conn, token_id: uuid.UUID) -> TokenRow:
     """Revoke at once; revoking a revoked token changes nothing (DELETE is idempotent)."""
-    token = session.scalars(
-        select(ApiToken).where(ApiToken.id == token_id).with_for_update()
-    ).one_or_none()
+    token = await fetch_one(
+        conn,
+        TokenRow,
+        f"""
+        UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s
+        RETURNING {_COLUMNS}
+        """,
+        (token_id,),
+    )
     if token is None:
         raise NotFound(f"Token {token_id} does not exist.")
-    if token.revoked_at is None:
-        token.revoked_at = datetime.now(UTC)
-        session.flush()
     return token

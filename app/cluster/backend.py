@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED_SELECTOR = f"{MANAGED_BY}=runplane"
-WORKLOAD_ID_LABEL = "runplane.io/workload-id"
+from app.domain import kinds
+from app.domain.labels import WORKLOAD_ID_LABEL
+
 FIELD_MANAGER = "runplane"
 
 Manifest = dict[str, Any]
@@ -32,16 +32,12 @@ class ClusterUnreachable(ClusterError):
 class KindNotInstalled(ClusterError):
     """The cluster does not serve this kind (e.g. no Kubeflow training operator CRDs)."""
 
-    def __init__(self, api_version: str, kind: str) -> None:
-        self.api_version = api_version
-        self.kind = kind
-        hint = {
-            "kubeflow.org/v1": "install the Kubeflow training operator",
-            "kubeflow.org/v2beta1": "install the MPI operator",
-        }.get(api_version, "install the CRD that serves it")
+    def __init__(self, kind: kinds.Kind) -> None:
+        self.api_version = kind.api_version
+        self.kind = kind.kind
         super().__init__(
-            f"The cluster does not serve {kind} ({api_version}): {hint}, "
-            "or render PyTorch natively (RUNPLANE_PYTORCH_NATIVE=true)."
+            f"The cluster does not serve {kind.kind} ({kind.api_version}): install "
+            f"{kind.provided_by}, or render PyTorch natively (RUNPLANE_PYTORCH_NATIVE=true)."
         )
 
 
@@ -74,8 +70,6 @@ class Observation:
 
     workloads: dict[str, Observed]
     list_calls: int
-    # Kinds the cluster does not serve, with the reason (a missing CRD), by "apiVersion/kind".
-    missing_kinds: dict[str, str] = field(default_factory=dict)
 
     def of(self, workload_id: str) -> Observed:
         return self.workloads.get(workload_id) or Observed()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from app.cluster.backend import ClusterBackend
 from app.config import Settings
-from app.db import Database
+from app.db import BlockingDatabase
 
 
-def make_backend(settings: Settings, db: Database) -> ClusterBackend:
+def make_backend(settings: Settings, db: BlockingDatabase) -> ClusterBackend:
     if settings.cluster == "kubernetes":
         from app.cluster.kubernetes import KubernetesBackend
 

@@ -1,7 +1,7 @@
 """The ``kubernetes`` cluster backend (SPEC §7): server-side apply, delete, one list per kind.
 
 It speaks to the API server through the official client's ``ApiClient`` at the HTTP level, with
-paths built from a fixed table of the kinds the renderers emit (:data:`MANAGED_KINDS`), reads
+paths built from the table of the kinds the renderers emit (:data:`app.domain.kinds.MANAGED`), reads
 responses as raw JSON (no model deserialisation), and throttles itself with a token bucket,
 since the Python client has no client-side rate limit. :data:`REQUIRED_PERMISSIONS` is every
 (API group, resource, verb) it uses; ``deploy/rbac.yaml`` grants exactly that.
@@ -28,9 +28,6 @@ from kubernetes.config import ConfigException, load_incluster_config, load_kube_
 
 from app.cluster.backend import (
     FIELD_MANAGER,
-    MANAGED_BY,
-    MANAGED_SELECTOR,
-    WORKLOAD_ID_LABEL,
     ClusterError,
     ClusterUnreachable,
     KindNotInstalled,
@@ -41,6 +38,9 @@ from app.cluster.backend import (
     Observed,
     group_by_workload,
 )
+from app.domain import kinds
+from app.domain.kinds import Kind
+from app.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MANAGED_SELECTOR, WORKLOAD_ID_LABEL
 
 log = logging.getLogger("runplane.cluster.kubernetes")
 
@@ -48,57 +48,26 @@ APPLY_CONTENT_TYPE: Final = "application/apply-patch+yaml"
 PropagationPolicy = Literal["Foreground", "Background"]
 
 
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """A kind the backend manages or reads, with its REST resource name (plural)."""
-
-    api_version: str
-    kind: str
-    plural: str
-    namespaced: bool = True
-
-    @property
-    def group(self) -> str:
-        """The API group ("" for the core group), as RBAC rules name it."""
-        return self.api_version.rpartition("/")[0]
-
-    @property
-    def key(self) -> str:
-        """``apiVersion/kind``: how :attr:`Observation.missing_kinds` names it."""
-        return f"{self.api_version}/{self.kind}"
-
-    @property
-    def group_version_path(self) -> str:
-        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-
-    def collection_path(self, namespace: str | None = None) -> str:
-        """The collection URL: in one namespace, or across all of them when ``None``."""
-        if namespace is None or not self.namespaced:
-            return f"{self.group_version_path}/{self.plural}"
-        return f"{self.group_version_path}/namespaces/{quote(namespace, safe='')}/{self.plural}"
-
-    def object_path(self, namespace: str | None, name: str) -> str:
-        return f"{self.collection_path(namespace)}/{quote(name, safe='')}"
+def _group_version_path(kind: Kind) -> str:
+    return "/api/v1" if kind.api_version == "v1" else f"/apis/{kind.api_version}"
 
 
-# Every kind the renderers emit (SPEC §6). Keep it in step with app/rendering: an unknown kind is
-# refused before any call, so that no permission outside REQUIRED_PERMISSIONS is ever needed.
-MANAGED_KINDS: Final[tuple[Kind, ...]] = (
-    Kind("v1", "Service", "services"),
-    Kind("apps/v1", "StatefulSet", "statefulsets"),
-    Kind("apps/v1", "Deployment", "deployments"),
-    Kind("batch/v1", "Job", "jobs"),
-    Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-    Kind("kubeflow.org/v1", "PyTorchJob", "pytorchjobs"),
-    Kind("kubeflow.org/v1", "TFJob", "tfjobs"),
-    Kind("kubeflow.org/v2beta1", "MPIJob", "mpijobs"),
-)
-POD: Final = Kind("v1", "Pod", "pods")
-NAMESPACE: Final = Kind("v1", "Namespace", "namespaces", namespaced=False)
+def _collection_path(kind: Kind, namespace: str | None = None) -> str:
+    """The collection URL: in one namespace, or across all of them when ``None``."""
+    base = _group_version_path(kind)
+    if namespace is None or not kind.namespaced:
+        return f"{base}/{kind.plural}"
+    return f"{base}/namespaces/{quote(namespace, safe='')}/{kind.plural}"
+
+
+def _object_path(kind: Kind, namespace: str | None, name: str) -> str:
+    return f"{_collection_path(kind, namespace)}/{quote(name, safe='')}"
+
+
 # What observe() lists, one call per kind per cycle: the managed kinds, then their pods (which
-# carry the workload labels from the pod templates).
-OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*MANAGED_KINDS, POD)
-_BY_TYPE: Final[dict[tuple[str, str], Kind]] = {(k.api_version, k.kind): k for k in MANAGED_KINDS}
+# carry the workload labels from the pod templates). An unknown kind is refused before any call,
+# so that no permission outside REQUIRED_PERMISSIONS is ever needed.
+OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*kinds.MANAGED, kinds.POD)
 
 # Server-side apply needs "patch", and also "create" when the object does not exist yet (the API
 # server authorizes that create separately). observe() needs "list" (it never watches or gets);
@@ -106,7 +75,7 @@ _BY_TYPE: Final[dict[tuple[str, str], Kind]] = {(k.api_version, k.kind): k for k
 # the built-in system:discovery role, so it needs no rule.
 Permission = tuple[str, str, str]  # (API group, resource, verb)
 REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
-    {(k.group, k.plural, verb) for k in MANAGED_KINDS for verb in ("create", "patch", "delete")}
+    {(k.group, k.plural, verb) for k in kinds.MANAGED for verb in ("create", "patch", "delete")}
     | {(k.group, k.plural, "list") for k in OBSERVED_KINDS}
 )
 # Only with create_namespaces=True: a POST that tolerates 409, so no "get" is needed either.
@@ -334,7 +303,7 @@ class KubernetesBackend:
         kinds = [self._managed_kind(m, workload_id=workload_id) for m in manifests]
         for kind in dict.fromkeys(kinds):
             if not self._served(kind):
-                raise KindNotInstalled(kind.api_version, kind.kind)
+                raise KindNotInstalled(kind)
         if self.create_namespaces:
             self._ensure_namespace(namespace)
         for kind, manifest in zip(kinds, manifests, strict=True):
@@ -347,7 +316,7 @@ class KubernetesBackend:
             "propagationPolicy": self.propagation_policy,
         }
         for ref in objects:
-            kind = _BY_TYPE.get((ref.api_version, ref.kind))
+            kind = kinds.lookup(ref.api_version, ref.kind)
             if kind is None:
                 raise ObjectRejected(
                     f"{ref.kind} ({ref.api_version}) is not a kind Runplane manages"
@@ -357,7 +326,7 @@ class KubernetesBackend:
             what = f"delete {ref.kind} {namespace}/{ref.name}"
             status, data = self._call(
                 "DELETE",
-                kind.object_path(namespace, ref.name),
+                _object_path(kind, namespace, ref.name),
                 body=options,
                 content_type="application/json",
                 what=what,
@@ -369,19 +338,15 @@ class KubernetesBackend:
 
     def observe(self) -> Observation:
         workloads: dict[str, Observed] = {}
-        missing: dict[str, str] = {}
         calls = 0
         for kind in OBSERVED_KINDS:
             if not self._served(kind):
-                missing[kind.key] = str(KindNotInstalled(kind.api_version, kind.kind))
-                continue
+                continue  # a missing CRD: its objects are refused when applied, with the reason
             items, made = self._list(kind)
             calls += made
-            if items is None:
-                missing[kind.key] = str(KindNotInstalled(kind.api_version, kind.kind))
-                continue
-            group_by_workload(items, workloads, pods=kind is POD)
-        return Observation(workloads=workloads, list_calls=calls, missing_kinds=missing)
+            if items is not None:
+                group_by_workload(items, workloads, pods=kind is kinds.POD)
+        return Observation(workloads=workloads, list_calls=calls)
 
     # --- apply ----------------------------------------------------------------------------------
 
@@ -389,14 +354,17 @@ class KubernetesBackend:
         api_version, kind_name = manifest.get("apiVersion"), manifest.get("kind")
         metadata = manifest.get("metadata") or {}
         name = metadata.get("name")
-        kind = _BY_TYPE.get((str(api_version), str(kind_name)))
+        kind = kinds.lookup(str(api_version), str(kind_name))
         if kind is None:
             raise ObjectRejected(f"{kind_name} ({api_version}) is not a kind Runplane manages")
         if not name:
             raise ObjectRejected(f"a {kind_name} without metadata.name")
         # An object without these labels would be invisible to observe() for ever.
         labels = metadata.get("labels") or {}
-        if labels.get(MANAGED_BY) != "runplane" or labels.get(WORKLOAD_ID_LABEL) != workload_id:
+        if (
+            labels.get(MANAGED_BY_LABEL) != MANAGED_BY
+            or labels.get(WORKLOAD_ID_LABEL) != workload_id
+        ):
             raise ObjectRejected(
                 f"{kind_name} {name} lacks the labels {MANAGED_SELECTOR} and "
                 f"{WORKLOAD_ID_LABEL}={workload_id}"
@@ -409,7 +377,7 @@ class KubernetesBackend:
         body = {**manifest, "metadata": metadata}
         name = metadata["name"]
         what = f"apply {kind.kind} {namespace}/{name}"
-        path = kind.object_path(namespace, name)
+        path = _object_path(kind, namespace, name)
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
         for attempt in (1, 2):
             status, data = self._call(
@@ -436,7 +404,7 @@ class KubernetesBackend:
             # not served (CRD removed since discovery), unless discovery still lists it.
             self._forget(kind)
             if not self._served(kind):
-                raise KindNotInstalled(kind.api_version, kind.kind)
+                raise KindNotInstalled(kind)
             raise _error(status, data, what=what)
 
     def _ensure_namespace(self, namespace: str) -> None:
@@ -446,11 +414,11 @@ class KubernetesBackend:
         body = {
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": namespace, "labels": {MANAGED_BY: "runplane"}},
+            "metadata": {"name": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
         }
         status, data = self._call(
             "POST",
-            NAMESPACE.collection_path(),
+            _collection_path(kinds.NAMESPACE),
             body=body,
             content_type="application/json",
             what=what,
@@ -479,7 +447,7 @@ class KubernetesBackend:
                 query = [("labelSelector", MANAGED_SELECTOR), ("limit", str(self.page_size))]
                 if token:
                     query.append(("continue", token))
-                status, data = self._call("GET", kind.collection_path(), query=query, what=what)
+                status, data = self._call("GET", _collection_path(kind), query=query, what=what)
                 calls += 1
                 if status == 410 and token:
                     break  # relist from the start
@@ -525,7 +493,7 @@ class KubernetesBackend:
 
     def _discover(self, kind: Kind) -> _Discovered:
         what = f"discover {kind.api_version}"
-        status, data = self._call("GET", kind.group_version_path, what=what)
+        status, data = self._call("GET", _group_version_path(kind), what=what)
         now = self._clock()
         if status == 404:
             log.info("the cluster does not serve %s", kind.api_version)

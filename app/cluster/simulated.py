@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Label, delete, literal_column, select, update
-from sqlalchemy.orm import Session
+from psycopg.types.json import Jsonb
 
 from app.cluster.backend import (
     Manifest,
@@ -23,17 +23,94 @@ from app.cluster.backend import (
     Observed,
 )
 from app.cluster.simulation import ClusterShape, SimCache, SimInput, Timing, simulate
-from app.db import Database
-from app.models import SimulatedWorkload
+from app.db import BlockingDatabase, Conn
 from app.rendering import is_stopped
 from app.rendering.validation import validate_manifests
-
-# PostgreSQL's row version: it changes whenever the row is written, by anyone.
-XMIN: Label[str] = literal_column("simulated_workloads.xmin::text").label("xmin")
+from app.sql import columns, fetch_all
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- the store: the simulated cluster's table --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """A workload's applied objects as the simulation needs them; ``xmin`` is the row version."""
+
+    workload_id: uuid.UUID
+    xmin: str
+    applied_at: datetime
+    resumed_at: datetime | None
+    stopped_at: datetime | None
+    scheduled_at: datetime | None
+
+
+async def _apply(
+    conn: Conn, *, workload_id: uuid.UUID, namespace: str, manifests: list[Manifest], now: datetime
+) -> None:
+    """Store what was applied; a stop or a resume is recorded by when it happened (a resumed
+    workload queues for the scheduler again)."""
+    stopped = is_stopped(manifests)
+    await conn.execute(
+        """
+        INSERT INTO simulated_workloads AS s (workload_id, namespace, manifests, applied_at,
+                                              stopped_at)
+        VALUES (%(id)s, %(namespace)s, %(manifests)s, %(now)s,
+                CASE WHEN %(stopped)s THEN %(now)s::timestamptz END)
+        ON CONFLICT (workload_id) DO UPDATE SET manifests = excluded.manifests,
+            stopped_at = CASE
+                WHEN %(stopped)s THEN coalesce(s.stopped_at, %(now)s) ELSE NULL END,
+            resumed_at = CASE
+                WHEN NOT %(stopped)s AND s.stopped_at IS NOT NULL THEN %(now)s
+                ELSE s.resumed_at END,
+            scheduled_at = CASE
+                WHEN NOT %(stopped)s AND s.stopped_at IS NOT NULL THEN NULL
+                ELSE s.scheduled_at END
+        """,
+        {
+            "id": workload_id,
+            "namespace": namespace,
+            "manifests": Jsonb(manifests),
+            "now": now,
+            "stopped": stopped,
+        },
+    )
+
+
+async def _delete(conn: Conn, workload_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM simulated_workloads WHERE workload_id = %s", (workload_id,))
+
+
+async def _placed(conn: Conn) -> list[_Placed]:
+    return await fetch_all(
+        conn,
+        _Placed,
+        "SELECT "
+        + columns(_Placed).replace("xmin", "xmin::text AS xmin")
+        + " FROM simulated_workloads",
+    )
+
+
+async def _manifests(conn: Conn, ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, str, Any]]:
+    cursor = await conn.execute(
+        "SELECT workload_id, xmin::text, manifests FROM simulated_workloads"
+        " WHERE workload_id = ANY(%s)",
+        (ids,),
+    )
+    return await cursor.fetchall()
+
+
+async def _pin(conn: Conn, placed: list[tuple[uuid.UUID, datetime | None]]) -> None:
+    await conn.cursor().executemany(
+        "UPDATE simulated_workloads SET scheduled_at = %s WHERE workload_id = %s",
+        [(when, ident) for ident, when in placed],
+    )
+
+
+# --- the backend --------------------------------------------------------------------------------
 
 
 class SimulatedBackend:
@@ -41,7 +118,7 @@ class SimulatedBackend:
 
     def __init__(
         self,
-        db: Database,
+        db: BlockingDatabase,
         *,
         cluster: ClusterShape,
         timing: Timing,
@@ -61,93 +138,53 @@ class SimulatedBackend:
         problems = validate_manifests(manifests)
         if problems:
             raise ObjectRejected("; ".join(problems[:5]))
-        now = self.clock()
-        stopped = is_stopped(manifests)
-        with self.db.session() as session:
-            row = session.get(SimulatedWorkload, uuid.UUID(workload_id), with_for_update=True)
-            if row is None:
-                session.add(
-                    SimulatedWorkload(
-                        workload_id=uuid.UUID(workload_id),
-                        namespace=namespace,
-                        manifests=list(manifests),
-                        applied_at=now,
-                        stopped_at=now if stopped else None,
-                    )
-                )
-                return
-            was_stopped = row.stopped_at is not None
-            row.manifests = list(manifests)
-            if stopped and not was_stopped:
-                row.stopped_at = now
-            elif was_stopped and not stopped:
-                # A resumed workload queues for the scheduler again.
-                row.stopped_at, row.resumed_at, row.scheduled_at = None, now, None
+        self.db.run(
+            _apply,
+            workload_id=uuid.UUID(workload_id),
+            namespace=namespace,
+            manifests=list(manifests),
+            now=self.clock(),
+        )
 
     def delete(self, *, workload_id: str, namespace: str, objects: Sequence[ObjectRef]) -> None:
-        with self.db.session() as session:
-            session.execute(
-                delete(SimulatedWorkload).where(
-                    SimulatedWorkload.workload_id == uuid.UUID(workload_id)
-                )
-            )
+        self.db.run(_delete, workload_id=uuid.UUID(workload_id))
 
     def observe(self) -> Observation:
         now = self.clock()
-        with self.db.session() as session:
-            rows = session.execute(
-                select(
-                    SimulatedWorkload.workload_id,
-                    XMIN,
-                    SimulatedWorkload.applied_at,
-                    SimulatedWorkload.resumed_at,
-                    SimulatedWorkload.stopped_at,
-                    SimulatedWorkload.scheduled_at,
-                )
-            ).all()
-            manifests = self._load_manifests(session, rows)
-            inputs = [
-                SimInput(
-                    key=str(r.workload_id),
-                    manifests=manifests[r.workload_id],
-                    applied_at=r.applied_at,
-                    resumed_at=r.resumed_at,
-                    stopped_at=r.stopped_at,
-                    scheduled_at=r.scheduled_at,
-                )
-                for r in rows
-            ]
-            results = simulate(
-                workloads=inputs,
-                cluster=self.cluster,
-                now=now,
-                timing=self.timing,
-                cache=self.cache,
+        rows = self.db.run(_placed)
+        manifests = self._load_manifests(rows)
+        inputs = [
+            SimInput(
+                key=str(r.workload_id),
+                manifests=manifests[r.workload_id],
+                applied_at=r.applied_at,
+                resumed_at=r.resumed_at,
+                stopped_at=r.stopped_at,
+                scheduled_at=r.scheduled_at,
             )
-            # The scheduler's decisions are state: pin new placements so later ones don't move them.
-            placed = [
-                {"workload_id": uuid.UUID(res.key), "scheduled_at": res.scheduled_at}
-                for res, inp in zip(results, inputs, strict=True)
-                if res.scheduled_at != inp.scheduled_at
-            ]
-            if placed:
-                session.execute(update(SimulatedWorkload), placed)
+            for r in rows
+        ]
+        results = simulate(
+            workloads=inputs, cluster=self.cluster, now=now, timing=self.timing, cache=self.cache
+        )
+        # The scheduler's decisions are state: pin new placements so later ones don't move them.
+        placed = [
+            (uuid.UUID(res.key), res.scheduled_at)
+            for res, inp in zip(results, inputs, strict=True)
+            if res.scheduled_at != inp.scheduled_at
+        ]
+        if placed:
+            self.db.run(_pin, placed=placed)
         return Observation(
             workloads={r.key: Observed(objects=r.objects, pods=r.pods) for r in results},
             list_calls=1,
         )
 
-    def _load_manifests(
-        self, session: Session, rows: Sequence[Any]
-    ) -> dict[uuid.UUID, list[Manifest]]:
+    def _load_manifests(self, rows: Sequence[_Placed]) -> dict[uuid.UUID, list[Manifest]]:
         cached = self._manifests
         stale = [r.workload_id for r in rows if cached.get(r.workload_id, ("",))[0] != r.xmin]
         if stale:
-            for ident, xmin, manifests in session.execute(
-                select(SimulatedWorkload.workload_id, XMIN, SimulatedWorkload.manifests).where(
-                    SimulatedWorkload.workload_id.in_(stale)
-                )
-            ):
+            for ident, xmin, manifests in self.db.run(_manifests, ids=stale):
                 cached[ident] = (xmin, manifests)
         self._manifests = {
             r.workload_id: cached[r.workload_id] for r in rows if r.workload_id in cached

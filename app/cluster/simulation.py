@@ -47,22 +47,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from app.domain import kinds
+from app.domain.labels import GPU_RESOURCE
+from app.domain.labels import KAI_GPU_FRACTION_ANNOTATION as GPU_FRACTION_ANNOTATION
+
 OUTCOME_ANNOTATION = "simulation.runplane.io/outcome"
 RUN_SECONDS_ANNOTATION = "simulation.runplane.io/run-seconds"
 START_SECONDS_ANNOTATION = "simulation.runplane.io/start-seconds"
 Outcome = Literal["succeed", "fail", "image-pull-error", "crash-loop"]
 OUTCOMES: tuple[Outcome, ...] = ("succeed", "fail", "image-pull-error", "crash-loop")
 
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_FRACTION_ANNOTATION = "gpu-fraction"
-KUBEFLOW_REPLICA_SPECS = {
-    "PyTorchJob": "pytorchReplicaSpecs",
-    "TFJob": "tfReplicaSpecs",
-    "MPIJob": "mpiReplicaSpecs",
-}
-_OPERATOR = {"PyTorchJob": "pytorchjob-controller", "TFJob": "tfjob-controller"}
-_PRIMARY_KINDS = ("PyTorchJob", "TFJob", "MPIJob", "Job", "StatefulSet", "Deployment")
-_FINITE_KINDS = frozenset({"Job", "PyTorchJob", "TFJob", "MPIJob"})
+# The kinds that own a workload's pods, the workload's main object first.
+_OWNERS = sorted(
+    (k for k in kinds.MANAGED if k.owner_rank is not None), key=lambda k: k.owner_rank or 0
+)
+
+
+def _finite(kind: str) -> bool:
+    found = kinds.named(kind)
+    return found is not None and found.finite
+
+
+def _kubeflow(kind: str) -> bool:
+    found = kinds.named(kind)
+    return found is not None and found.replica_specs is not None
+
 
 _INF = math.inf
 _CRASH_TRY_SECONDS = 10.0  # how long a crash-looping container lives each try
@@ -293,7 +302,9 @@ def _simulation_annotations(sources: Sequence[Mapping[str, Any]]) -> dict[str, A
 
 def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
     by_kind = {m.get("kind"): m for m in manifests}
-    kind = next((k for k in _PRIMARY_KINDS if k in by_kind), "")
+    owner = next((k for k in _OWNERS if k.kind in by_kind), None)
+    kind = owner.kind if owner is not None else ""
+    finite = owner is not None and owner.finite
     primary = by_kind.get(kind)
     spec = _m(primary.get("spec")) if primary is not None else _EMPTY
     groups: list[_Group] = []
@@ -316,11 +327,11 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
         stopped = replicas == 0
         # A stopped manifest no longer says how many pods there were: its usual size.
         stopped_pods = minimum if stopped else 0
-    elif kind:
-        for role, rs in _m(spec.get(KUBEFLOW_REPLICA_SPECS[kind])).items():
+    elif owner is not None and owner.replica_specs:
+        for role, rs in _m(spec.get(owner.replica_specs)).items():
             groups.append(_group(role, _m(_m(rs).get("template")), _int(_m(rs).get("replicas"), 1)))
         stopped = _m(spec.get("runPolicy")).get("suspend") is True
-    if kind in _FINITE_KINDS:
+    if finite:
         stopped_pods = sum(g.count for g in groups)
 
     # Annotations may sit on the workload object or only on its pod templates.
@@ -331,7 +342,7 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
     start_seconds = _seconds(annotations.get(START_SECONDS_ANNOTATION), timing.start_seconds)
     run_seconds = _seconds(annotations.get(RUN_SECONDS_ANNOTATION), timing.run_seconds)
     hold = _INF
-    if kind in _FINITE_KINDS:
+    if finite:
         if outcome in ("succeed", "fail"):
             hold = (waves if outcome == "succeed" else 1) * (start_seconds + run_seconds)
         elif outcome == "crash-loop":
@@ -590,7 +601,7 @@ def _next_change(plan: _Plan, timing: Timing, now: float) -> float:
         if scheduled is not None:
             ready = scheduled + s.start_seconds
             marks.append(ready)
-            finite = s.kind in _FINITE_KINDS
+            finite = _finite(s.kind)
             if s.outcome == "image-pull-error":
                 marks.append(ready + _IMAGE_PULL_RETRY)
             elif s.outcome == "crash-loop" or (s.outcome == "fail" and not finite):
@@ -754,7 +765,7 @@ def _pod(
     ready_at = scheduled + s.start_seconds
     end = ready_at + s.run_seconds
     outcome = s.outcome
-    forever = s.kind not in _FINITE_KINDS
+    forever = not _finite(s.kind)
     restarts, last_state, not_ready = 0, _EMPTY, group.unready
     state: Mapping[str, Any] | None  # None: per image, an image pull error
 
@@ -1075,7 +1086,7 @@ def _observe_kubeflow(ctx: _Ctx, obj: dict[str, Any]) -> list[dict[str, Any]]:
     kind = s.kind
     name = str(obj["metadata"].get("name"))
     full = f"{ctx.namespace}/{name}"
-    operator = _OPERATOR.get(kind, "mpi-operator")
+    operator = (kinds.named(kind) or kinds.MPIJOB).controller or ""
     stopping = _terminating(plan, ctx.timing, now)
     scheduled, at = _pods_at(ctx, stopping)
     conditions = [
@@ -1352,7 +1363,7 @@ def _observe(
         )
         if s.kind == "Job":
             pods = _observe_job(ctx, primary)
-        elif s.kind in KUBEFLOW_REPLICA_SPECS:
+        elif _kubeflow(s.kind):
             pods = _observe_kubeflow(ctx, primary)
         else:
             pods = _observe_replicated(ctx, primary)

@@ -23,9 +23,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, IdMixin, TimestampMixin
 
-# Phases after which nothing in the cluster changes by itself.
-FINAL_PHASES = ("Completed", "Failed", "Deleted")
-
 
 class Workload(IdMixin, TimestampMixin, Base):
     __tablename__ = "workloads"
@@ -51,33 +48,40 @@ class Workload(IdMixin, TimestampMixin, Base):
     )
 
     name: Mapped[str] = mapped_column(String(40))
-    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    # Cleared when the project is deleted: its deleted workloads stay readable by id (SPEC §4).
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="SET NULL")
+    )
     # Project names are immutable, so reads need no join.
     project: Mapped[str] = mapped_column(String(40))
     namespace: Mapped[str] = mapped_column(String(63))
     type: Mapped[str] = mapped_column(String(16))
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
     submitted_spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    applied_defaults: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    # Defaults live in the database (server_default), so that every INSERT, whichever path it
+    # takes, gets the same ones.
+    applied_defaults: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'"))
     policy_source: Mapped[str] = mapped_column(String(8))
     policy_version: Mapped[int | None] = mapped_column(Integer)
     # What was rendered at submission (the running form), and its object references, kept
     # apart so that reads and lists need not load the manifests.
-    manifests: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, deferred=True)
-    objects: Mapped[list[dict[str, str]]] = mapped_column(JSONB, default=list)
-    desired_phase: Mapped[str] = mapped_column(String(16), default="Running")
-    phase: Mapped[str] = mapped_column(String(16), default="Creating")
-    phase_message: Mapped[str] = mapped_column(Text, default="")
+    manifests: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'"), deferred=True
+    )
+    objects: Mapped[list[dict[str, str]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    desired_phase: Mapped[str] = mapped_column(String(16), server_default="Running")
+    phase: Mapped[str] = mapped_column(String(16), server_default="Creating")
+    phase_message: Mapped[str] = mapped_column(Text, server_default="")
     phase_updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
-    conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
-    pods: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    pods: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'"))
     # The outbox: desired state changes bump `generation`; the reconciler brings the cluster to
     # it and records `applied_generation`. A workload committed while the cluster is away is
     # applied when it returns.
-    generation: Mapped[int] = mapped_column(Integer, default=1)
-    applied_generation: Mapped[int] = mapped_column(Integer, default=0)
+    generation: Mapped[int] = mapped_column(Integer, server_default="1")
+    applied_generation: Mapped[int] = mapped_column(Integer, server_default="0")
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -90,5 +94,5 @@ class WorkloadEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     type: Mapped[str] = mapped_column(String(32))
     phase: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str] = mapped_column(String(128), default="")
-    message: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(String(128), server_default="")
+    message: Mapped[str] = mapped_column(Text, server_default="")

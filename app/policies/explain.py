@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+from app.db import Conn
 from app.errors import NotFound
-from app.models import Project
-from app.policies import engine, fields, schemas, service
+from app.policies import engine, fields, repository, schemas, service
+from app.projects.repository import ProjectRow
 from app.workloads.spec import TYPE_TO_COLLECTION, WorkloadType
 
 
@@ -21,8 +20,8 @@ def _at(doc: dict[str, Any], path: str) -> Any:
     return node
 
 
-def _global_only(session: Session, workload_type: WorkloadType) -> engine.EffectivePolicy:
-    row = service.find(session, project=None, workload_type=workload_type)
+async def _global_only(conn: Conn, workload_type: WorkloadType) -> engine.EffectivePolicy:
+    row = await repository.find(conn, project_id=None, workload_type=workload_type)
     return engine.resolve_effective(
         workload_type,
         global_policy={"defaults": row.defaults, "rules": row.rules} if row else None,
@@ -31,12 +30,12 @@ def _global_only(session: Session, workload_type: WorkloadType) -> engine.Effect
     )
 
 
-def explain(
-    session: Session,
+async def explain(
+    conn: Conn,
     *,
     workload_type: WorkloadType,
     field: str | None,
-    project: Project | None,
+    project: ProjectRow | None,
 ) -> schemas.Explanation:
     catalogue = fields.catalogue(workload_type)
     if field is not None and field not in catalogue:
@@ -45,9 +44,9 @@ def explain(
             f"GET /api/v1/explain/{TYPE_TO_COLLECTION[workload_type]} lists them."
         )
     effective = (
-        service.resolve(session, project_id=project.id, workload_type=workload_type).policy
+        (await service.resolve_for(conn, project, workload_type)).policy
         if project is not None
-        else _global_only(session, workload_type)
+        else await _global_only(conn, workload_type)
     )
     paths = [field] if field is not None else list(catalogue)
     items = []

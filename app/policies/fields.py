@@ -276,13 +276,6 @@ def build_catalogue(model: type[BaseModel]) -> dict[str, FieldInfo]:
     return fields
 
 
-def build_groups(model: type[BaseModel]) -> frozenset[str]:
-    """Dotted paths of the nested models (``compute``, ``masterSpec.storage``...) of ``model``."""
-    groups: set[str] = set()
-    _walk(model, "", fields={}, groups=groups, stack=())
-    return frozenset(groups)
-
-
 @cache
 def map_paths(model: type[BaseModel]) -> frozenset[str]:
     """Dotted paths of the map fields (labels, annotations) of a spec model: where a field path

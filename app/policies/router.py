@@ -8,14 +8,13 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from app.audit.recorder import AuditedRoute
-from app.deps import AuditDep, CurrentPrincipal, SessionDep
-from app.errors import NotFound
-from app.models import Project
+from app.deps import AuditDep, ConnDep, CurrentPrincipal, ProjectDep, TxDep
 from app.openapi import responses
 from app.policies import explain, schemas, service
-from app.projects.router import ProjectDep
+from app.projects.repository import ProjectRow
 from app.projects.service import get_by_name
 from app.schemas import PageParams, page_params
+from app.workloads.repository import active_submissions
 
 router = APIRouter(tags=["policies"], route_class=AuditedRoute)
 # Its own router: one tag per operation (generated clients make a class per tag, and a second
@@ -43,24 +42,20 @@ PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _put(
-    session: SessionDep,
+async def _put(
+    conn: TxDep,
     principal: CurrentPrincipal,
     audit: AuditDep,
     *,
-    project: Project | None,
+    project: ProjectRow | None,
     collection: str,
     body: schemas.PolicyWrite,
     if_match: str | None,
     dry_run: bool,
 ) -> JSONResponse:
     workload_type = service.workload_type_of(collection)
-    # Locked, so the "before" of the audit entry is the version this write replaces.
-    audit.before = service.document(
-        service.find(session, project=project, workload_type=workload_type, lock=True)
-    )
-    policy, created = service.put(
-        session,
+    before, policy, created = await service.put(
+        conn,
         project=project,
         workload_type=workload_type,
         body=body,
@@ -68,11 +63,18 @@ def _put(
         actor=principal.name,
         dry_run=dry_run,
     )
-    audit.after = service.document(policy)
+    # The "before" was read locked: the version this write replaces.
+    audit.before, audit.after = service.document(before), service.document(policy)
     read = service.to_read(policy, project.name if project else None)
     if dry_run:
-        checked, rejected = service.impact(
-            session, project=project, workload_type=workload_type, body=body
+        checked, rejected = await service.impact(
+            conn,
+            project=project,
+            workload_type=workload_type,
+            body=body,
+            active=active_submissions(
+                conn, workload_type=workload_type, project_id=project.id if project else None
+            ),
         )
         report = schemas.PolicyDryRun(
             policy=read, checked_workloads=checked, rejected_workloads=rejected
@@ -85,11 +87,11 @@ def _put(
     )
 
 
-def _get(
-    session: SessionDep, response: Response, project: Project | None, collection: str
+async def _get(
+    conn: ConnDep, response: Response, project: ProjectRow | None, collection: str
 ) -> schemas.Policy:
-    policy = service.get(
-        session, project=project, workload_type=service.workload_type_of(collection)
+    policy = await service.get(
+        conn, project=project, workload_type=service.workload_type_of(collection)
     )
     response.headers["ETag"] = service.etag(policy)
     return service.to_read(policy, project.name if project else None)
@@ -101,10 +103,10 @@ def _get(
     response_model=schemas.Policy,
     responses=responses(404),
 )
-def get_global_policy(
-    session: SessionDep, response: Response, collection: Collection
+async def get_global_policy(
+    conn: ConnDep, response: Response, collection: Collection
 ) -> schemas.Policy:
-    return _get(session, response, None, collection)
+    return await _get(conn, response, None, collection)
 
 
 @router.put(
@@ -113,8 +115,8 @@ def get_global_policy(
     response_model=None,
     responses=PUT_RESPONSES,
 )
-def put_global_policy(
-    session: SessionDep,
+async def put_global_policy(
+    conn: TxDep,
     principal: CurrentPrincipal,
     audit: AuditDep,
     collection: Collection,
@@ -122,8 +124,8 @@ def put_global_policy(
     if_match: IfMatch = None,
     dry_run: DryRun = False,
 ) -> JSONResponse:
-    return _put(
-        session,
+    return await _put(
+        conn,
         principal,
         audit,
         project=None,
@@ -140,26 +142,25 @@ def put_global_policy(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(404, 412),
 )
-def delete_global_policy(
-    session: SessionDep, audit: AuditDep, collection: Collection, if_match: IfMatch = None
+async def delete_global_policy(
+    conn: TxDep, audit: AuditDep, collection: Collection, if_match: IfMatch = None
 ) -> Response:
-    _delete(session, audit, project=None, collection=collection, if_match=if_match)
+    await _delete(conn, audit, project=None, collection=collection, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _delete(
-    session: SessionDep,
+async def _delete(
+    conn: TxDep,
     audit: AuditDep,
     *,
-    project: Project | None,
+    project: ProjectRow | None,
     collection: str,
     if_match: str | None,
 ) -> None:
-    workload_type = service.workload_type_of(collection)
-    audit.before = service.document(
-        service.find(session, project=project, workload_type=workload_type, lock=True)
+    deleted = await service.delete(
+        conn, project=project, workload_type=service.workload_type_of(collection), if_match=if_match
     )
-    service.delete(session, project=project, workload_type=workload_type, if_match=if_match)
+    audit.before = service.document(deleted)
 
 
 @router.get(
@@ -168,10 +169,10 @@ def _delete(
     response_model=schemas.Policy,
     responses=responses(404),
 )
-def get_project_policy(
-    session: SessionDep, response: Response, project: ProjectDep, collection: Collection
+async def get_project_policy(
+    conn: ConnDep, response: Response, project: ProjectDep, collection: Collection
 ) -> schemas.Policy:
-    return _get(session, response, project, collection)
+    return await _get(conn, response, project, collection)
 
 
 @router.put(
@@ -180,8 +181,8 @@ def get_project_policy(
     response_model=None,
     responses=PUT_RESPONSES,
 )
-def put_project_policy(
-    session: SessionDep,
+async def put_project_policy(
+    conn: TxDep,
     principal: CurrentPrincipal,
     audit: AuditDep,
     project: ProjectDep,
@@ -190,8 +191,8 @@ def put_project_policy(
     if_match: IfMatch = None,
     dry_run: DryRun = False,
 ) -> JSONResponse:
-    return _put(
-        session,
+    return await _put(
+        conn,
         principal,
         audit,
         project=project,
@@ -208,14 +209,14 @@ def put_project_policy(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(404, 412),
 )
-def delete_project_policy(
-    session: SessionDep,
+async def delete_project_policy(
+    conn: TxDep,
     audit: AuditDep,
     project: ProjectDep,
     collection: Collection,
     if_match: IfMatch = None,
 ) -> Response:
-    _delete(session, audit, project=project, collection=collection, if_match=if_match)
+    await _delete(conn, audit, project=project, collection=collection, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -225,12 +226,10 @@ def delete_project_policy(
     response_model=schemas.EffectivePolicy,
     responses=responses(404),
 )
-def get_effective_policy(
-    session: SessionDep, project: ProjectDep, collection: Collection
+async def get_effective_policy(
+    conn: ConnDep, project: ProjectDep, collection: Collection
 ) -> schemas.EffectivePolicy:
-    resolved = service.resolve(
-        session, project_id=project.id, workload_type=service.workload_type_of(collection)
-    )
+    resolved = await service.resolve_for(conn, project, service.workload_type_of(collection))
     return service.effective_read(project, resolved)
 
 
@@ -240,8 +239,8 @@ def get_effective_policy(
     response_model=schemas.PolicyPage,
     responses=responses(404),
 )
-def list_policies(
-    session: SessionDep,
+async def list_policies(
+    conn: ConnDep,
     principal: CurrentPrincipal,
     page: Annotated[PageParams, Depends(page_params)],
     scope: Annotated[schemas.Scope | None, Query(description="global or project.")] = None,
@@ -250,16 +249,16 @@ def list_policies(
         schemas.WorkloadTypeName | None, Query(alias="workloadType", description="Workload type.")
     ] = None,
 ) -> schemas.PolicyPage:
-    project_row = get_by_name(session, project, visible_to=principal) if project else None
-    rows, nxt = service.list_page(
-        session,
+    project_row = await get_by_name(conn, project, visible_to=principal) if project else None
+    rows, nxt = await service.list_page(
+        conn,
         page,
         visible_to=principal,
-        scope=scope,
+        scope_filter=scope,
         project=project_row,
         workload_type=workload_type,
     )
-    return schemas.PolicyPage(items=[service.to_read(p, n) for p, n in rows], next=nxt)
+    return schemas.PolicyPage(items=[service.to_read(r.policy, r.project) for r in rows], next=nxt)
 
 
 @explain_router.get(
@@ -268,8 +267,8 @@ def list_policies(
     response_model=schemas.Explanation,
     responses=responses(404),
 )
-def explain_fields(
-    session: SessionDep,
+async def explain_fields(
+    conn: ConnDep,
     principal: CurrentPrincipal,
     collection: Collection,
     field: Annotated[
@@ -280,13 +279,10 @@ def explain_fields(
         str | None, Query(max_length=63, description="Show the defaults and rules in effect here.")
     ] = None,
 ) -> schemas.Explanation:
-    project_row = get_by_name(session, project, visible_to=principal) if project else None
-    return explain.explain(
-        session,
+    project_row = await get_by_name(conn, project, visible_to=principal) if project else None
+    return await explain.explain(
+        conn,
         workload_type=service.workload_type_of(collection),
         field=field,
         project=project_row,
     )
-
-
-__all__ = ["NotFound", "explain_router", "router"]

@@ -1,47 +1,32 @@
-"""Policy storage, versions, the effective-policy cache and the dry-run impact report."""
+"""Policy rules: writing with versions, the effective-policy cache and the dry-run impact."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import or_, select, tuple_
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from cachetools import LRUCache
 
-from app.auth.access import visible
 from app.auth.principal import Principal
+from app.db import Conn
 from app.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
-from app.lru import Lru
-from app.models import Policy, Project, Workload
-from app.policies import engine, schemas
+from app.policies import engine, repository, schemas
 from app.policies.engine import EffectivePolicy
+from app.policies.repository import PolicyRow, VersionToken
+from app.projects.repository import ProjectRow
 from app.schemas import PageParams, decode_time_cursor, encode_time_cursor
+from app.sql import page, scope
 from app.workloads.spec import COLLECTION_TO_TYPE, WorkloadType
 
-# (policy id, version) of the global and the project policy: a new row or a new version changes
-# it, so comparing tokens invalidates the cache across API processes without any messaging.
-VersionToken = tuple[tuple[uuid.UUID, int] | None, tuple[uuid.UUID, int, bool] | None]
-
-
-class EffectiveCache:
-    """Resolved effective policies by (project id, workload type), each with its token."""
-
-    def __init__(self, maxsize: int = 4096) -> None:
-        self._lru: Lru[tuple[uuid.UUID, str], tuple[VersionToken, EffectivePolicy]] = Lru(maxsize)
-
-    def get(self, key: tuple[uuid.UUID, str], token: VersionToken) -> EffectivePolicy | None:
-        entry = self._lru.get(key)
-        return entry[1] if entry is not None and entry[0] == token else None
-
-    def put(self, key: tuple[uuid.UUID, str], token: VersionToken, value: EffectivePolicy) -> None:
-        self._lru.put(key, (token, value))
-
-
-cache = EffectiveCache()
+# Effective policies by (project id, workload type), with the token of the versions they were
+# built from: a cached one is used only while the token still matches what the database holds,
+# which keeps API processes in step without any messaging.
+_effective: LRUCache[tuple[uuid.UUID, str], tuple[VersionToken, EffectivePolicy]] = LRUCache(
+    maxsize=4096
+)
 
 
 @dataclass(frozen=True)
@@ -62,11 +47,11 @@ def workload_type_of(collection: str) -> WorkloadType:
     return COLLECTION_TO_TYPE[collection]
 
 
-def etag(policy: Policy) -> str:
+def etag(policy: PolicyRow) -> str:
     return f'"{policy.id}.{policy.version}"'
 
 
-def to_read(policy: Policy, project_name: str | None) -> schemas.Policy:
+def to_read(policy: PolicyRow, project_name: str | None) -> schemas.Policy:
     return schemas.Policy(
         id=policy.id,
         scope="global" if policy.project_id is None else "project",
@@ -82,19 +67,7 @@ def to_read(policy: Policy, project_name: str | None) -> schemas.Policy:
     )
 
 
-def find(
-    session: Session, *, project: Project | None, workload_type: str, lock: bool = False
-) -> Policy | None:
-    query = select(Policy).where(Policy.workload_type == workload_type)
-    query = query.where(
-        Policy.project_id.is_(None) if project is None else Policy.project_id == project.id
-    )
-    if lock:
-        query = query.with_for_update()
-    return session.scalars(query).one_or_none()
-
-
-def document(policy: Policy | None) -> dict[str, Any] | None:
+def document(policy: PolicyRow | None) -> dict[str, Any] | None:
     """What the audit log keeps of a policy, before and after a change."""
     if policy is None:
         return None
@@ -106,16 +79,22 @@ def document(policy: Policy | None) -> dict[str, Any] | None:
     }
 
 
-def get(session: Session, *, project: Project | None, workload_type: str) -> Policy:
-    policy = find(session, project=project, workload_type=workload_type)
+def _nowhere(project: ProjectRow | None, workload_type: str) -> NotFound:
+    where = "globally" if project is None else f"in project {project.name!r}"
+    return NotFound(f"No {workload_type} policy is set {where}.")
+
+
+async def get(conn: Conn, *, project: ProjectRow | None, workload_type: str) -> PolicyRow:
+    policy = await repository.find(
+        conn, project_id=project.id if project else None, workload_type=workload_type
+    )
     if policy is None:
-        where = "globally" if project is None else f"in project {project.name!r}"
-        raise NotFound(f"No {workload_type} policy is set {where}.")
+        raise _nowhere(project, workload_type)
     return policy
 
 
 def _check_document(
-    workload_type: WorkloadType, body: schemas.PolicyWrite, *, project: Project | None
+    workload_type: WorkloadType, body: schemas.PolicyWrite, *, project: ProjectRow | None
 ) -> None:
     problems = engine.validate_policy(workload_type, defaults=body.defaults, rules=body.rules)
     if project is None and body.inherit_global:
@@ -131,9 +110,9 @@ def _check_document(
         )
 
 
-def _check_merged(session: Session, workload_type: WorkloadType, body: schemas.PolicyWrite) -> None:
+async def _check_merged(conn: Conn, workload_type: WorkloadType, body: schemas.PolicyWrite) -> None:
     """A project default may break a global rule once merged: refuse that too."""
-    global_policy = find(session, project=None, workload_type=workload_type)
+    global_policy = await repository.find(conn, project_id=None, workload_type=workload_type)
     if global_policy is None:
         return
     merged = engine.resolve_effective(
@@ -150,7 +129,7 @@ def _check_merged(session: Session, workload_type: WorkloadType, body: schemas.P
         )
 
 
-def _check_if_match(existing: Policy | None, if_match: str | None) -> None:
+def _check_if_match(existing: PolicyRow | None, if_match: str | None) -> None:
     if if_match is None:
         return
     if if_match.strip() == "*":
@@ -164,165 +143,120 @@ def _check_if_match(existing: Policy | None, if_match: str | None) -> None:
         )
 
 
-def put(
-    session: Session,
+async def put(
+    conn: Conn,
     *,
-    project: Project | None,
+    project: ProjectRow | None,
     workload_type: WorkloadType,
     body: schemas.PolicyWrite,
     if_match: str | None,
     actor: str,
     dry_run: bool = False,
-) -> tuple[Policy, bool]:
-    """Create or replace a policy; returns (policy, created). With ``dry_run`` nothing is stored."""
+) -> tuple[PolicyRow | None, PolicyRow, bool]:
+    """Create or replace a policy (in the caller's transaction): (before, after, created).
+    With ``dry_run`` nothing is stored and ``after`` is what would be."""
     _check_document(workload_type, body, project=project)
     if project is not None and body.inherit_global:
-        _check_merged(session, workload_type, body)
-    query = select(Policy).where(Policy.workload_type == workload_type).with_for_update()
-    query = query.where(
-        Policy.project_id.is_(None) if project is None else Policy.project_id == project.id
+        await _check_merged(conn, workload_type, body)
+    project_id = project.id if project else None
+    existing = await repository.find(
+        conn, project_id=project_id, workload_type=workload_type, lock=True
     )
-    existing = session.scalars(query).one_or_none()
     _check_if_match(existing, if_match)
-    if existing is None:
-        policy = Policy(
-            id=uuid.uuid4(),
-            project_id=project.id if project else None,
-            workload_type=workload_type,
-            version=1,
-        )
-    else:
-        policy = existing
-        if not dry_run:
-            policy.version = existing.version + 1
     if dry_run:
         now = datetime.now(UTC)
-        preview = Policy(
-            id=policy.id,
-            project_id=policy.project_id,
+        preview = PolicyRow(
+            id=existing.id if existing else uuid.uuid4(),
+            project_id=project_id,
             workload_type=workload_type,
             defaults=body.defaults,
             rules=body.rules,
             inherit_global=body.inherit_global,
-            version=policy.version + (1 if existing else 0),
+            version=existing.version + 1 if existing else 1,
             updated_by=actor,
             created_at=existing.created_at if existing else now,
             updated_at=now,
         )
-        return preview, existing is None
-    policy.defaults = body.defaults
-    policy.rules = body.rules
-    policy.inherit_global = body.inherit_global
-    policy.updated_by = actor
+        return existing, preview, existing is None
     try:
-        with session.begin_nested():
-            session.add(policy)
-    except IntegrityError:
-        raise Conflict("The policy was created concurrently; GET it and retry.") from None
-    session.refresh(policy)
-    return policy, existing is None
+        saved = await repository.save(
+            conn,
+            policy_id=existing.id if existing else uuid.uuid4(),
+            project_id=project_id,
+            workload_type=workload_type,
+            defaults=body.defaults,
+            rules=body.rules,
+            inherit_global=body.inherit_global,
+            updated_by=actor,
+            expected_version=existing.version if existing else None,
+        )
+    except repository.ProjectGone:
+        assert project is not None
+        raise NotFound(f"Project {project.name!r} does not exist.") from None
+    if saved is None:
+        raise Conflict("The policy was created concurrently; GET it and retry.")
+    return existing, saved, existing is None
 
 
-def delete(
-    session: Session, *, project: Project | None, workload_type: str, if_match: str | None
-) -> None:
-    policy = get(session, project=project, workload_type=workload_type)
+async def delete(
+    conn: Conn, *, project: ProjectRow | None, workload_type: str, if_match: str | None
+) -> PolicyRow:
+    """Delete the policy (in the caller's transaction); return what was deleted."""
+    policy = await repository.find(
+        conn, project_id=project.id if project else None, workload_type=workload_type, lock=True
+    )
+    if policy is None:
+        raise _nowhere(project, workload_type)
     _check_if_match(policy, if_match)
-    session.delete(policy)
-    session.flush()
+    await repository.delete(conn, policy.id)
+    return policy
 
 
-def list_page(
-    session: Session,
-    page: PageParams,
+async def list_page(
+    conn: Conn,
+    page_params: PageParams,
     *,
     visible_to: Principal,
-    scope: str | None,
-    project: Project | None,
+    scope_filter: str | None,
+    project: ProjectRow | None,
     workload_type: str | None,
-) -> tuple[list[tuple[Policy, str | None]], str | None]:
-    query = (
-        select(Policy, Project.name)
-        .outerjoin(Project, Project.id == Policy.project_id)
-        # Global policies bind everyone; project policies show only within scope.
-        .where(or_(Policy.project_id.is_(None), visible(visible_to, Project.name)))
-        .order_by(Policy.created_at, Policy.id)
-        .limit(page.limit + 1)
+) -> tuple[list[repository.ListedPolicy], str | None]:
+    rows = await repository.list_page(
+        conn,
+        after=decode_time_cursor(page_params.cursor) if page_params.cursor else None,
+        limit=page_params.limit + 1,
+        scope=scope(visible_to),
+        global_scope=None if scope_filter is None else scope_filter == "global",
+        project_id=project.id if project else None,
+        workload_type=workload_type,
     )
-    if scope == "global":
-        query = query.where(Policy.project_id.is_(None))
-    elif scope == "project":
-        query = query.where(Policy.project_id.is_not(None))
-    if project is not None:
-        query = query.where(Policy.project_id == project.id)
-    if workload_type is not None:
-        query = query.where(Policy.workload_type == workload_type)
-    if page.cursor:
-        query = query.where(
-            tuple_(Policy.created_at, Policy.id) > tuple_(*decode_time_cursor(page.cursor))
-        )
-    rows: list[tuple[Policy, str | None]] = [(p, n) for p, n in session.execute(query).all()]
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    nxt = encode_time_cursor(rows[-1][0].created_at, rows[-1][0].id) if more else None
-    return rows, nxt
+    return page(
+        rows,
+        page_params.limit,
+        lambda r: encode_time_cursor(r.policy.created_at, r.policy.id),
+    )
 
 
 # --- the effective policy -------------------------------------------------------------------------
 
 
-def cached(
-    *, project_id: uuid.UUID, workload_type: WorkloadType, token: VersionToken
-) -> Resolved | None:
-    """The effective policy for these versions if this process has it already (no I/O)."""
-    effective = cache.get((project_id, workload_type), token)
-    return None if effective is None else _resolved(effective, token)
-
-
-def _resolved(effective: EffectivePolicy, token: VersionToken) -> Resolved:
-    g, p = token
-    return Resolved(
-        policy=effective,
-        global_version=g[1] if g else None,
-        project_version=p[1] if p else None,
-    )
-
-
-def resolve(
-    session: Session,
-    *,
-    project_id: uuid.UUID,
-    workload_type: WorkloadType,
-    token: VersionToken | None = None,
+async def resolve(
+    conn: Conn, *, project_id: uuid.UUID, workload_type: WorkloadType, token: VersionToken
 ) -> Resolved:
-    """The effective policy of (project, type), from the cache when the versions still match.
-
-    ``token`` may come from a query the caller already made (the submission path reads it in
-    the same round trip as the project); otherwise one small query reads it.
-    """
-    if token is None:
-        token = version_token(
-            session.execute(
-                select(Policy.id, Policy.project_id, Policy.version, Policy.inherit_global).where(
-                    Policy.workload_type == workload_type,
-                    or_(Policy.project_id.is_(None), Policy.project_id == project_id),
-                )
-            ).all()
-        )
+    """The effective policy of (project, type) for these versions: from the cache, or built
+    from the documents (read only then)."""
     g, p = token
     key = (project_id, workload_type)
-    effective = cache.get(key, token)
-    if effective is None:
-        ids = [t[0] for t in (g, p) if t is not None]
-        docs = {
-            row.id: {"defaults": row.defaults, "rules": row.rules}
-            for row in (session.scalars(select(Policy).where(Policy.id.in_(ids))) if ids else [])
-        }
+    entry = _effective.get(key)
+    if entry is not None and entry[0] == token:
+        effective = entry[1]
+    else:
+        docs = await repository.documents(conn, [t[0] for t in (g, p) if t is not None])
         try:
             effective = engine.resolve_effective(
                 workload_type,
-                global_policy=docs.get(g[0]) if g else None,
-                project_policy=docs.get(p[0]) if p else None,
+                global_policy=_doc(docs.get(g[0])) if g else None,
+                project_policy=_doc(docs.get(p[0])) if p else None,
                 inherit_global=bool(p and p[2]),
             )
         except engine.InvalidPolicyError as exc:
@@ -330,25 +264,29 @@ def resolve(
             raise Conflict(
                 f"The {workload_type} policy in effect here no longer fits the workload spec; "
                 "an administrator must rewrite it.",
-                errors=[p.to_dict() for p in exc.problems],
+                errors=[problem.to_dict() for problem in exc.problems],
             ) from None
-        cache.put(key, token, effective)
-    return _resolved(effective, token)
+        _effective[key] = (token, effective)
+    return Resolved(
+        policy=effective,
+        global_version=g[1] if g else None,
+        project_version=p[1] if p else None,
+    )
 
 
-def version_token(rows: Sequence[Any]) -> VersionToken:
-    """Build the token from ``(id, project_id, version, inherit_global)`` rows."""
-    g: tuple[uuid.UUID, int] | None = None
-    p: tuple[uuid.UUID, int, bool] | None = None
-    for ident, project_id, version, inherit in rows:
-        if project_id is None:
-            g = (ident, version)
-        else:
-            p = (ident, version, inherit)
-    return g, p
+def _doc(row: PolicyRow | None) -> dict[str, Any] | None:
+    return None if row is None else {"defaults": row.defaults, "rules": row.rules}
 
 
-def effective_read(project: Project, resolved: Resolved) -> schemas.EffectivePolicy:
+async def resolve_for(conn: Conn, project: ProjectRow, workload_type: WorkloadType) -> Resolved:
+    """The effective policy of a project as it stands now."""
+    found = await repository.target(conn, project=project.name, workload_type=workload_type)
+    if found is None:
+        raise NotFound(f"Project {project.name!r} does not exist.")
+    return await resolve(conn, project_id=project.id, workload_type=workload_type, token=found[1])
+
+
+def effective_read(project: ProjectRow, resolved: Resolved) -> schemas.EffectivePolicy:
     doc = resolved.policy.to_dict()
     return schemas.EffectivePolicy(
         project=project.name,
@@ -367,23 +305,33 @@ def effective_read(project: Project, resolved: Resolved) -> schemas.EffectivePol
 MAX_REPORTED = 100
 
 
-def impact(
-    session: Session,
+class Submitted(Protocol):
+    """What the impact report needs of an active workload."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def project_id(self) -> uuid.UUID: ...
+    @property
+    def submitted_spec(self) -> dict[str, Any]: ...
+
+
+async def impact(
+    conn: Conn,
     *,
-    project: Project | None,
+    project: ProjectRow | None,
     workload_type: WorkloadType,
     body: schemas.PolicyWrite,
+    active: AsyncIterable[Submitted],
 ) -> tuple[int, list[schemas.RejectedWorkload]]:
-    """Active workloads of the type that the new policy would reject at admission."""
+    """Which of the ``active`` workloads of the type the new policy would reject at admission."""
     new_doc = {"defaults": body.defaults, "rules": body.rules}
-    others = {
-        row.project_id: row
-        for row in session.scalars(select(Policy).where(Policy.workload_type == workload_type))
-    }
-    global_row = others.pop(None, None)
-    global_doc = (
-        {"defaults": global_row.defaults, "rules": global_row.rules} if global_row else None
-    )
+    others = {row.project_id: row for row in await repository.of_type(conn, workload_type)}
+    global_doc = _doc(others.pop(None, None))
 
     def policy_for(project_id: uuid.UUID) -> EffectivePolicy | None:
         own = others.get(project_id)
@@ -401,38 +349,27 @@ def impact(
         return engine.resolve_effective(
             workload_type,
             global_policy=new_doc,
-            project_policy={"defaults": own.defaults, "rules": own.rules} if own else None,
+            project_policy=_doc(own),
             inherit_global=own is not None,
         )
 
-    query = select(
-        Workload.id, Workload.name, Workload.project, Workload.project_id, Workload.submitted_spec
-    ).where(
-        Workload.type == workload_type,
-        Workload.deleted_at.is_(None),
-        Workload.phase.not_in(("Completed", "Failed", "Deleted")),
-    )
-    if project is not None:
-        query = query.where(Workload.project_id == project.id)
     per_project: dict[uuid.UUID, EffectivePolicy | None] = {}
     checked = 0
     rejected: list[schemas.RejectedWorkload] = []
-    for ident, name, project_name, project_id, submitted in session.execute(
-        query.execution_options(yield_per=500)
-    ):
-        if project_id not in per_project:
-            per_project[project_id] = policy_for(project_id)
-        effective = per_project[project_id]
+    async for workload in active:
+        if workload.project_id not in per_project:
+            per_project[workload.project_id] = policy_for(workload.project_id)
+        effective = per_project[workload.project_id]
         if effective is None:
             continue
         checked += 1
-        result = engine.apply_policy(workload_type, submitted, effective)
+        result = engine.apply_policy(workload_type, workload.submitted_spec, effective)
         if result.violations and len(rejected) < MAX_REPORTED:
             rejected.append(
                 schemas.RejectedWorkload(
-                    id=ident,
-                    name=name,
-                    project=project_name,
+                    id=workload.id,
+                    name=workload.name,
+                    project=workload.project,
                     violations=[v.to_dict() for v in result.violations],
                 )
             )

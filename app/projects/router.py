@@ -4,27 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from app.audit.recorder import AuditedRoute
-from app.deps import AuditDep, CurrentPrincipal, SessionDep
-from app.models import Project as ProjectRow
+from app.deps import AuditDep, ConnDep, CurrentPrincipal, ProjectDep, TxDep
 from app.openapi import links, responses
 from app.projects import schemas, service
 from app.schemas import PageParams, page_params
 
 router = APIRouter(prefix="/projects", tags=["projects"], route_class=AuditedRoute)
-
-ProjectName = Annotated[str, Path(max_length=63, description="Project name.")]
-
-
-def load_project(
-    session: SessionDep, principal: CurrentPrincipal, project: ProjectName
-) -> ProjectRow:
-    return service.get_by_name(session, project, visible_to=principal)
-
-
-ProjectDep = Annotated[ProjectRow, Depends(load_project)]
 
 
 @router.post(
@@ -45,11 +33,11 @@ ProjectDep = Annotated[ProjectRow, Depends(load_project)]
         **responses(409, 422),
     },
 )
-def create_project(
-    session: SessionDep, audit: AuditDep, body: schemas.ProjectCreate, response: Response
+async def create_project(
+    conn: TxDep, audit: AuditDep, body: schemas.ProjectCreate, response: Response
 ) -> schemas.Project:
     audit.target = body.name
-    project = service.create(session, body)
+    project = await service.create(conn, body)
     response.headers["Location"] = f"/api/v1/projects/{project.name}"
     return service.to_read(project)
 
@@ -57,12 +45,12 @@ def create_project(
 @router.get(
     "", operation_id="listProjects", response_model=schemas.ProjectPage, responses=responses(422)
 )
-def list_projects(
-    session: SessionDep,
+async def list_projects(
+    conn: ConnDep,
     principal: CurrentPrincipal,
     page: Annotated[PageParams, Depends(page_params)],
 ) -> schemas.ProjectPage:
-    rows, nxt = service.list_page(session, page, visible_to=principal)
+    rows, nxt = await service.list_page(conn, page, visible_to=principal)
     return schemas.ProjectPage(items=[service.to_read(p) for p in rows], next=nxt)
 
 
@@ -72,7 +60,7 @@ def list_projects(
     response_model=schemas.Project,
     responses=responses(404),
 )
-def get_project(project: ProjectDep) -> schemas.Project:
+async def get_project(project: ProjectDep) -> schemas.Project:
     return service.to_read(project)
 
 
@@ -82,10 +70,10 @@ def get_project(project: ProjectDep) -> schemas.Project:
     response_model=schemas.Project,
     responses=responses(404, 422),
 )
-def update_project(
-    session: SessionDep, project: ProjectDep, body: schemas.ProjectUpdate
+async def update_project(
+    conn: TxDep, project: ProjectDep, body: schemas.ProjectUpdate
 ) -> schemas.Project:
-    return service.to_read(service.update(session, project, body))
+    return service.to_read(await service.update(conn, project, body))
 
 
 @router.delete(
@@ -94,6 +82,6 @@ def update_project(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(404, 409),
 )
-def delete_project(session: SessionDep, project: ProjectDep) -> Response:
-    service.delete(session, project)
+async def delete_project(conn: TxDep, project: ProjectDep) -> Response:
+    await service.delete(conn, project)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+import uuid
+from typing import Any
 
-from app.auth.access import visible
+from app.auth.access import project_not_found
 from app.auth.principal import Principal
-from app.errors import Conflict, NotFound
-from app.models import Project, Workload
-from app.projects import schemas
+from app.db import Conn
+from app.errors import Conflict
+from app.projects import repository, schemas
+from app.projects.repository import ProjectRow
 from app.schemas import PageParams, decode_cursor, encode_cursor
+from app.sql import page, scope
 
 
-def to_read(project: Project) -> schemas.Project:
+def to_read(project: ProjectRow) -> schemas.Project:
     return schemas.Project(
         id=project.id,
         name=project.name,
@@ -31,92 +32,78 @@ def to_read(project: Project) -> schemas.Project:
     )
 
 
-def get_by_name(session: Session, name: str, *, visible_to: Principal) -> Project:
+async def get_by_name(conn: Conn, name: str, *, visible_to: Principal) -> ProjectRow:
     """The project, or 404 when it does not exist or lies outside the principal's scope."""
-    project = session.scalars(
-        select(Project).where(Project.name == name, visible(visible_to, Project.name))
-    ).one_or_none()
+    project = await repository.get_by_name(conn, name, scope=scope(visible_to))
     if project is None:
-        raise NotFound(f"Project {name!r} does not exist.")
+        raise project_not_found(name)
     return project
 
 
-def create(session: Session, data: schemas.ProjectCreate) -> Project:
-    quota = data.quota or schemas.Quota()
-    project = Project(
-        name=data.name,
-        namespace=data.namespace or f"runplane-{data.name}",
-        description=data.description,
-        quota_gpu=quota.gpu,
-        quota_cpu=quota.cpu,
-        quota_memory=quota.memory,
-        node_pools=data.node_pools,
-        queue=data.queue,
-        scheduler=data.scheduler,
-    )
+def _quota_columns(quota: schemas.Quota | None) -> dict[str, Any]:
+    quota = quota or schemas.Quota()
+    return {"quota_gpu": quota.gpu, "quota_cpu": quota.cpu, "quota_memory": quota.memory}
+
+
+async def create(conn: Conn, data: schemas.ProjectCreate) -> ProjectRow:
+    namespace = data.namespace or f"runplane-{data.name}"
     try:
-        with session.begin_nested():
-            session.add(project)
-    except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "")
-        if constraint == "uq_projects_namespace":
+        return await repository.insert(
+            conn,
+            {
+                "id": uuid.uuid4(),
+                "name": data.name,
+                "namespace": namespace,
+                "description": data.description,
+                **_quota_columns(data.quota),
+                "node_pools": data.node_pools,
+                "queue": data.queue,
+                "scheduler": data.scheduler,
+            },
+        )
+    except repository.NameTaken as taken:
+        if taken.field == "namespace":
             raise Conflict(
-                f"Namespace {project.namespace!r} already belongs to another project.",
+                f"Namespace {namespace!r} already belongs to another project.",
                 errors=[{"field": "namespace", "message": "already in use"}],
             ) from None
         raise Conflict(
             f"A project named {data.name!r} already exists.",
             errors=[{"field": "name", "message": "already in use"}],
         ) from None
-    session.refresh(project)
-    return project
 
 
-def list_page(
-    session: Session, page: PageParams, *, visible_to: Principal
-) -> tuple[list[Project], str | None]:
-    query = (
-        select(Project)
-        .where(visible(visible_to, Project.name))
-        .order_by(Project.name)
-        .limit(page.limit + 1)
+async def list_page(
+    conn: Conn, page_params: PageParams, *, visible_to: Principal
+) -> tuple[list[ProjectRow], str | None]:
+    after = None
+    if page_params.cursor:
+        (after,) = decode_cursor(page_params.cursor, 1)
+    rows = await repository.list_after(
+        conn,
+        after=None if after is None else str(after),
+        limit=page_params.limit + 1,
+        scope=scope(visible_to),
     )
-    if page.cursor:
-        (after,) = decode_cursor(page.cursor, 1)
-        query = query.where(Project.name > str(after))
-    rows = list(session.scalars(query))
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return rows, encode_cursor(rows[-1].name) if more else None
+    return page(rows, page_params.limit, lambda p: encode_cursor(p.name))
 
 
-def update(session: Session, project: Project, data: schemas.ProjectUpdate) -> Project:
+async def update(conn: Conn, project: ProjectRow, data: schemas.ProjectUpdate) -> ProjectRow:
     fields = data.model_fields_set
+    values: dict[str, Any] = {}
     if "description" in fields and data.description is not None:
-        project.description = data.description
+        values["description"] = data.description
     if "quota" in fields:
-        quota = data.quota or schemas.Quota()
-        project.quota_gpu, project.quota_cpu, project.quota_memory = (
-            quota.gpu,
-            quota.cpu,
-            quota.memory,
-        )
+        values.update(_quota_columns(data.quota))
     if "node_pools" in fields:
-        project.node_pools = data.node_pools or []
+        values["node_pools"] = data.node_pools or []
     if "queue" in fields:
-        project.queue = data.queue
+        values["queue"] = data.queue
     if "scheduler" in fields:
-        project.scheduler = data.scheduler
-    session.flush()
-    session.refresh(project)
-    return project
+        values["scheduler"] = data.scheduler
+    return await repository.update(conn, project.id, values)
 
 
-def delete(session: Session, project: Project) -> None:
-    active = session.scalar(
-        select(exists().where(Workload.project_id == project.id, Workload.phase != "Deleted"))
-    )
-    if active:
+async def delete(conn: Conn, project: ProjectRow) -> None:
+    if not await repository.delete_if_idle(conn, project.id):
         raise Conflict(f"Project {project.name!r} still has active workloads; delete them first.")
-    session.delete(project)
-    session.flush()

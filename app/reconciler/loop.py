@@ -2,32 +2,39 @@
 
 Exactly one reconciler is active across processes: the leader holds a PostgreSQL advisory lock
 on a connection of its own, so a leader that dies (or loses its connection) frees the lock and a
-standby takes over. Each cycle:
+standby takes it at its next try, one interval later. Each cycle:
 
 1. observe the cluster: one list call per kind, grouped by workload id;
 2. drain the outbox: workloads whose desired state (``generation``) is ahead of what was applied
    (``applied_generation``) are applied, stopped, resumed or deleted; a cluster that is away
-   leaves them in the outbox with a message, so nothing submitted is lost;
+   leaves them in the outbox with a message, so nothing submitted is lost; an object the
+   cluster keeps refusing (5xx, a namespace stuck terminating) is retried with a growing delay,
+   and the workload fails with the reason after ``apply_retry_timeout``;
 3. derive every active workload's status (a pure function) and write status and an event only
    for the workloads whose status changed;
-4. count orphans: managed objects whose workload is gone.
+4. count orphans: managed objects whose workload is gone;
+5. now and then, purge what has aged: idempotency keys after 24 hours, audit entries after the
+   retention period.
+
+Every write is conditional on the row version the cycle read (app.workloads.repository), so a
+suspend, resume or delete committed during a cycle is never overwritten by it.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import cast
 
-from sqlalchemy import Connection, Label, insert, literal_column, select, text, update
+import psycopg
 
+from app.audit import repository as audit
 from app.cluster.backend import (
     ClusterBackend,
     ClusterError,
@@ -37,19 +44,23 @@ from app.cluster.backend import (
     ObjectRejected,
     Observation,
 )
-from app.db import Database
-from app.models import Workload, WorkloadEvent
+from app.config import Settings
+from app.db import BlockingDatabase, conninfo
+from app.domain.phases import DesiredPhase
 from app.observability import IS_LEADER, ORPHAN_OBJECTS, RECONCILE_CYCLES, RECONCILE_DURATION
 from app.reconciler.status import WorkloadStatus, derive_status, status_changed
 from app.rendering import stopped_form
+from app.workloads import repository as workloads
+from app.workloads.repository import Event, OutboxRow, StatusWrite
 
 log = logging.getLogger("runplane.reconciler")
 
 # pg_advisory_lock key: "runplane" as a 64-bit number, shared by every process.
 LOCK_KEY = 0x72756E706C616E65
 OUTBOX_BATCH = 500
-# PostgreSQL's row version: it changes whenever the row is written, by anyone.
-WORKLOAD_XMIN: Label[str] = literal_column("workloads.xmin::text").label("xmin")
+# Retries of an object the cluster refuses for a while: from one second, doubling, at most this.
+RETRY_DELAY_MAX = timedelta(minutes=2)
+PURGE_EVERY = timedelta(minutes=10)
 
 
 def utcnow() -> datetime:
@@ -67,49 +78,54 @@ class CycleReport:
     seconds: float = 0.0
 
 
+@dataclass
+class _Retrying:
+    """A workload whose objects the cluster refused with a retryable error."""
+
+    since: datetime
+    attempts: int = 0
+    next_at: datetime = field(default_factory=utcnow)
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """What happened to one outbox entry."""
 
-    row: Any  # the outbox row: id, phase, phase_message...
-    applied_generation: int | None  # None: leave it in the outbox
+    row: OutboxRow
+    applied: bool  # False: leave it in the outbox
     phase: str | None = None
     message: str | None = None
     reason: str = ""
-
-    @property
-    def workload_id(self) -> uuid.UUID:
-        workload_id: uuid.UUID = self.row.id
-        return workload_id
 
 
 class Reconciler:
     def __init__(
         self,
         *,
-        db: Database,
+        db: BlockingDatabase,
         backend: ClusterBackend,
         pending_timeout: float,
+        apply_retry_timeout: float = 600.0,
+        audit_retention_days: float = 365.0,
         clock: Callable[[], datetime] = utcnow,
+        after_read: Callable[[str], None] | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
         self.pending_timeout = timedelta(seconds=pending_timeout)
+        self.apply_retry_timeout = timedelta(seconds=apply_retry_timeout)
+        self.audit_retention_days = audit_retention_days
         self.clock = clock
+        # Tests: runs between a cycle's reads and its writes ("outbox", then "status"), to race
+        # the API against them.
+        self.after_read = after_read
         self._statuses: dict[uuid.UUID, tuple[str, WorkloadStatus]] = {}
+        self._retrying: dict[uuid.UUID, _Retrying] = {}
+        self._purged_at: datetime | None = None
 
     # --- one cycle ------------------------------------------------------------------------------
 
     def cycle(self) -> CycleReport:
-        # A cycle allocates a few objects per pod and frees them all at its end; the cyclic
-        # garbage collector would only re-scan them, many times over for 10,000 workloads.
-        gc.disable()
-        try:
-            return self._cycle()
-        finally:
-            gc.enable()
-
-    def _cycle(self) -> CycleReport:
         started = time.perf_counter()
         report = CycleReport()
         now = self.clock()
@@ -125,6 +141,7 @@ class Reconciler:
         self._update_statuses(
             observation, now=now, skip=just_applied, cluster_error=cluster_error, report=report
         )
+        self._purge(now)
         report.seconds = time.perf_counter() - started
         RECONCILE_DURATION.observe(report.seconds)
         RECONCILE_CYCLES.labels("error" if cluster_error else "ok").inc()
@@ -133,39 +150,31 @@ class Reconciler:
     def _drain_outbox(
         self, observation: Observation, report: CycleReport, *, reachable: bool
     ) -> set[uuid.UUID]:
-        with self.db.session() as session:
-            rows = session.execute(
-                select(
-                    Workload.id,
-                    Workload.namespace,
-                    Workload.desired_phase,
-                    Workload.generation,
-                    Workload.applied_generation,
-                    Workload.manifests,
-                    Workload.objects,
-                    Workload.phase,
-                    Workload.phase_message,
-                )
-                .where(Workload.applied_generation < Workload.generation)
-                .order_by(Workload.created_at)
-                .limit(OUTBOX_BATCH)
-            ).all()
+        rows = self.db.run(workloads.outbox, limit=OUTBOX_BATCH)
         if not rows:
             return set()
         outcomes: list[_Outcome] = []
         taken = _names_in_use(observation)
+        now = self.clock()
         for row in rows:
+            retrying = self._retrying.get(row.id)
+            if retrying is not None and retrying.next_at > now:
+                continue  # backing off
             if not reachable:
                 outcomes.append(_unreachable(row, "the cluster could not be listed"))
                 continue
-            outcome = self._act(row, taken)
+            outcome = self._act(row, taken, now)
             outcomes.append(outcome)
             if outcome.reason == "ClusterUnreachable":
                 reachable = False  # don't hammer a cluster that is away
+        if self.after_read is not None:
+            self.after_read("outbox")
         self._record_outcomes(outcomes, report)
-        return {o.workload_id for o in outcomes if o.applied_generation is not None}
+        return {o.row.id for o in outcomes if o.applied}
 
-    def _act(self, row: Any, taken: dict[tuple[str, str, str], str]) -> _Outcome:
+    def _act(
+        self, row: OutboxRow, taken: dict[tuple[str, str, str], str], now: datetime
+    ) -> _Outcome:
         workload_id = str(row.id)
         try:
             if row.desired_phase == "Deleted":
@@ -174,30 +183,31 @@ class Reconciler:
                     namespace=row.namespace,
                     objects=[ObjectRef(o["apiVersion"], o["kind"], o["name"]) for o in row.objects],
                 )
-                return _Outcome(row, row.generation, reason="DeleteSent")
-            for obj in row.objects:
-                owner = taken.get((row.namespace, obj["kind"], obj["name"]))
-                if owner is not None and owner != workload_id:
-                    return _Outcome(
-                        row,
-                        None,
-                        message=f"Waiting for the previous {obj['kind']} {obj['name']!r} "
-                        "(a deleted workload of the same name) to be removed.",
-                        reason="NameInUse",
-                    )
-            manifests = (
-                stopped_form(row.manifests) if row.desired_phase == "Stopped" else row.manifests
-            )
-            self.backend.apply(
-                workload_id=workload_id, namespace=row.namespace, manifests=manifests
-            )
-            return _Outcome(row, row.generation, reason="Applied")
+                outcome = _Outcome(row, True, reason="DeleteSent")
+            else:
+                for obj in row.objects:
+                    owner = taken.get((row.namespace, obj["kind"], obj["name"]))
+                    if owner is not None and owner != workload_id:
+                        return _Outcome(
+                            row,
+                            False,
+                            message=f"Waiting for the previous {obj['kind']} {obj['name']!r} "
+                            "(a deleted workload of the same name) to be removed.",
+                            reason="NameInUse",
+                        )
+                manifests = (
+                    stopped_form(row.manifests) if row.desired_phase == "Stopped" else row.manifests
+                )
+                self.backend.apply(
+                    workload_id=workload_id, namespace=row.namespace, manifests=manifests
+                )
+                outcome = _Outcome(row, True, reason="Applied")
         except KindNotInstalled as exc:
-            return _Outcome(row, row.generation, "Failed", str(exc), reason="KindNotInstalled")
+            outcome = _Outcome(row, True, "Failed", str(exc), reason="KindNotInstalled")
         except ObjectRejected as exc:
-            return _Outcome(
+            outcome = _Outcome(
                 row,
-                row.generation,
+                True,
                 "Failed",
                 f"The cluster rejected the workload's objects: {exc}",
                 reason="Rejected",
@@ -206,47 +216,61 @@ class Reconciler:
             log.warning("apply of %s failed: %s", workload_id, exc)
             return _unreachable(row, str(exc))
         except ClusterError as exc:
-            # Retryable but about this workload alone (e.g. its namespace is terminating).
-            return _Outcome(row, None, message=f"Will retry: {exc}", reason="ClusterRetry")
+            # Retryable, but about this workload alone (a 5xx, its namespace terminating...).
+            return self._retry(row, exc, now)
+        self._retrying.pop(row.id, None)
+        return outcome
+
+    def _retry(self, row: OutboxRow, exc: ClusterError, now: datetime) -> _Outcome:
+        retrying = self._retrying.setdefault(row.id, _Retrying(since=now))
+        retrying.attempts += 1
+        if now - retrying.since >= self.apply_retry_timeout:
+            del self._retrying[row.id]
+            return _Outcome(
+                row,
+                True,
+                "Failed",
+                f"The cluster kept refusing the workload's objects for "
+                f"{_duration(now - retrying.since)} ({retrying.attempts} attempts): {exc}",
+                reason="ApplyFailed",
+            )
+        delay = min(timedelta(seconds=2 ** (retrying.attempts - 1)), RETRY_DELAY_MAX)
+        retrying.next_at = now + delay
+        return _Outcome(row, False, message=f"Will retry: {exc}", reason="ClusterRetry")
 
     def _record_outcomes(self, outcomes: list[_Outcome], report: CycleReport) -> None:
-        updates: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
+        writes: list[StatusWrite] = []
         for o in outcomes:
-            values: dict[str, Any] = {"id": o.workload_id}
-            if o.applied_generation is not None:
-                values["applied_generation"] = o.applied_generation
-                if o.reason in ("Applied", "DeleteSent"):
-                    report.applied += o.reason == "Applied"
-                    report.deleted += o.reason == "DeleteSent"
-            else:
+            if o.applied:
+                report.applied += o.reason == "Applied"
+                report.deleted += o.reason == "DeleteSent"
+            if not o.applied or o.phase is not None:
                 report.apply_errors += 1
             # A cluster that stays away must not rewrite the same message every cycle.
-            if o.message is not None and o.message != o.row.phase_message:
-                values["phase_message"] = o.message
-            if o.phase is not None:
-                values["phase"] = o.phase
-                values["phase_updated_at"] = self.clock()
-                report.apply_errors += 1
-            if len(values) > 1:
-                updates.append(values)
-            if o.phase is not None or o.reason in ("Applied", "DeleteSent"):
-                events.append(
-                    {
-                        "workload_id": o.workload_id,
-                        "type": "Cluster",
-                        "phase": o.phase or o.row.phase,
-                        "reason": o.reason,
-                        "message": o.message or _EVENT_TEXT.get(o.reason, ""),
-                    }
+            message = o.message if o.message != o.row.phase_message else None
+            event = None
+            if o.phase is not None or o.reason in _EVENT_TEXT:
+                event = Event(
+                    o.row.id,
+                    "Cluster",
+                    o.phase or o.row.phase,
+                    o.reason,
+                    o.message or _EVENT_TEXT.get(o.reason, ""),
                 )
-        with self.db.session() as session:
-            if updates:
-                _bulk_update(session, updates)
-            if events:
-                session.execute(insert(WorkloadEvent), events)
+            if o.applied or message is not None or o.phase is not None:
+                writes.append(
+                    StatusWrite(
+                        id=o.row.id,
+                        xmin=o.row.xmin,
+                        applied_generation=o.row.generation if o.applied else None,
+                        phase=o.phase,
+                        message=message,
+                        event=event,
+                    )
+                )
+        self.db.run(workloads.write_statuses, writes, now=self.clock())
 
-    # --- status -----------------------------------------------------------------------------------
+    # --- status ---------------------------------------------------------------------------------
 
     def _update_statuses(
         self,
@@ -257,76 +281,62 @@ class Reconciler:
         cluster_error: str | None,
         report: CycleReport,
     ) -> None:
+        rows = self.db.run(workloads.active)
+        previous = self._previous_statuses(rows)
         live: set[str] = set()
-        updates: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        with self.db.session() as session:
-            rows = session.execute(
-                select(
-                    Workload.id,
-                    Workload.type,
-                    Workload.desired_phase,
-                    Workload.applied_generation,
-                    WORKLOAD_XMIN,
-                ).where(Workload.phase != "Deleted")
-            ).all()
-            previous = self._previous_statuses(session, rows)
-            for row in rows:
-                workload_id = str(row.id)
-                live.add(workload_id)
-                if row.id in skip or (
-                    row.applied_generation == 0 and row.desired_phase != "Deleted"
-                ):
-                    continue  # not in the cluster yet, or applied this cycle: observed next cycle
-                before = previous[row.id]
-                observed = observation.of(workload_id)
-                if before.phase == "Failed" and row.desired_phase != "Deleted":
-                    if not observed.objects and not observed.pods:
-                        continue  # failed before anything reached the cluster: keep the reason
-                status = derive_status(
-                    workload_type=row.type,
-                    desired_phase=row.desired_phase,
-                    objects=observed.objects,
-                    pods=observed.pods,
-                    applied=row.applied_generation > 0,
-                    now=now,
-                    pending_timeout=self.pending_timeout,
-                    previous=before,
-                    cluster_error=cluster_error,
+        writes: list[StatusWrite] = []
+        for row in rows:
+            workload_id = str(row.id)
+            live.add(workload_id)
+            if row.id in skip or (row.applied_generation == 0 and row.desired_phase != "Deleted"):
+                continue  # not in the cluster yet, or applied this cycle: observed next cycle
+            before = previous[row.id]
+            observed = observation.of(workload_id)
+            if before.phase == "Failed" and row.desired_phase != "Deleted":
+                if not observed.objects and not observed.pods:
+                    continue  # failed before anything reached the cluster: keep the reason
+            status = derive_status(
+                workload_type=row.type,
+                desired_phase=cast(DesiredPhase, row.desired_phase),
+                objects=observed.objects,
+                pods=observed.pods,
+                applied=row.applied_generation > 0,
+                now=now,
+                pending_timeout=self.pending_timeout,
+                previous=before,
+                cluster_error=cluster_error,
+            )
+            if not status_changed(before, status):
+                continue
+            doc = status.to_dict()
+            event = None
+            if status.phase != before.phase or status.message != before.message:
+                event = Event(
+                    row.id,
+                    "PhaseChanged" if status.phase != before.phase else "Status",
+                    status.phase,
+                    status.reason or status.phase,
+                    status.message,
                 )
-                if not status_changed(before, status):
-                    continue
-                doc = status.to_dict()
-                update = {
-                    "id": row.id,
-                    "phase": status.phase,
-                    "phase_message": status.message,
-                    "conditions": doc["conditions"],
-                    "pods": doc["pods"],
-                }
-                if status.phase != before.phase:
-                    update["phase_updated_at"] = now
-                updates.append(update)
-                if status.phase != before.phase or status.message != before.message:
-                    events.append(
-                        {
-                            "workload_id": row.id,
-                            "type": "PhaseChanged" if status.phase != before.phase else "Status",
-                            "phase": status.phase,
-                            "reason": status.reason or status.phase,
-                            "message": status.message,
-                        }
-                    )
-            if updates:
-                _bulk_update(session, updates)
-            if events:
-                session.execute(insert(WorkloadEvent), events)
-        report.status_updates = len(updates)
+            writes.append(
+                StatusWrite(
+                    id=row.id,
+                    xmin=row.xmin,
+                    phase=status.phase,
+                    message=status.message,
+                    conditions=doc["conditions"],
+                    pods=doc["pods"],
+                    event=event,
+                )
+            )
+        if self.after_read is not None:
+            self.after_read("status")
+        report.status_updates = len(self.db.run(workloads.write_statuses, writes, now=now))
         if cluster_error is None:
             self._count_orphans(observation, live, report)
 
     def _previous_statuses(
-        self, session: Any, rows: Sequence[Any]
+        self, rows: list[workloads.ActiveRow]
     ) -> dict[uuid.UUID, WorkloadStatus]:
         """Each row's stored status, parsed only when the row changed since the last cycle.
 
@@ -336,16 +346,7 @@ class Reconciler:
         cached = self._statuses
         stale = [r.id for r in rows if cached.get(r.id, ("",))[0] != r.xmin]
         if stale:
-            for r in session.execute(
-                select(
-                    Workload.id,
-                    WORKLOAD_XMIN,
-                    Workload.phase,
-                    Workload.phase_message,
-                    Workload.conditions,
-                    Workload.pods,
-                ).where(Workload.id.in_(stale))
-            ):
+            for r in self.db.run(workloads.statuses, stale):
                 cached[r.id] = (
                     r.xmin,
                     WorkloadStatus.from_dict(
@@ -371,54 +372,91 @@ class Reconciler:
         for kind, count in orphans.items():
             ORPHAN_OBJECTS.labels(kind).set(count)
 
-    # --- running ----------------------------------------------------------------------------------
+    def _purge(self, now: datetime) -> None:
+        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
+            return
+        self._purged_at = now
+        keys = self.db.run(workloads.purge_idempotency_keys)
+        entries = self.db.run(audit.purge, older_than_days=self.audit_retention_days)
+        if keys or entries:
+            log.info("purged %d idempotency keys and %d audit entries", keys, entries)
+
+    # --- running --------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, interval: float) -> None:
-        """Stand by until this process holds the lock, then reconcile every ``interval`` s."""
-        leader: Connection | None = None
+        """Stand by until this process holds the lock, then reconcile every ``interval`` s.
+
+        Nothing ends this loop but ``stop``: whatever fails (the database, the cluster, a bug in
+        a cycle), the process goes back to standing by and tries again an interval later."""
+        leader: Leadership | None = None
         try:
             while not stop.is_set():
-                if leader is None:
-                    leader = self._try_lead()
-                if leader is not None:
-                    try:
-                        leader.execute(text("SELECT 1"))
+                try:
+                    if leader is None:
+                        leader = Leadership.take(self.db.db.url)
+                    if leader is not None:
+                        leader.confirm()
                         self.cycle()
-                    except Exception:
-                        log.exception("reconcile cycle failed")
-                        _release(leader)
+                except Exception:
+                    log.exception("the reconciler will try again in %g s", interval)
+                    if leader is not None:
+                        leader.release()
                         leader = None
                 stop.wait(interval)
         finally:
-            _release(leader)
+            if leader is not None:
+                leader.release()
 
-    def _try_lead(self) -> Connection | None:
+
+class Leadership:
+    """The advisory lock that makes a process the active reconciler, held by a connection of
+    its own: when the process dies or the connection breaks, PostgreSQL frees it."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        self.conn = conn
+        IS_LEADER.set(1)
+        log.info("this process is now the active reconciler")
+
+    @classmethod
+    def take(cls, url: str) -> Leadership | None:
+        conn = psycopg.connect(conninfo(url), autocommit=True, connect_timeout=5)
         try:
-            conn = self.db.engine.connect()
-        except Exception as exc:
-            log.warning("reconciler cannot reach the database: %s", exc)
-            return None
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()
-        conn.commit()
-        if not got:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if not (row and row[0]):
             conn.close()
             return None
-        log.info("this process is now the active reconciler")
-        IS_LEADER.set(1)
-        return conn
+        return cls(conn)
+
+    def confirm(self) -> None:
+        """Raise if the lock's connection is gone (then another process may hold the lock)."""
+        self.conn.execute("SELECT 1")
+
+    def release(self) -> None:
+        IS_LEADER.set(0)
+        try:
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        except psycopg.Error:
+            pass  # the server frees the lock when the session ends
+        finally:
+            self.conn.close()
 
 
-def _release(conn: Connection | None) -> None:
-    IS_LEADER.set(0)
-    if conn is None:
-        return
-    try:
-        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
-        conn.commit()
-        conn.close()
-    except Exception:
-        conn.invalidate()  # the server frees the lock when the session ends
-    return None
+def run_reconciler(settings: Settings, stop: threading.Event) -> None:
+    """The reconciler of a process (``runplane serve`` or ``runplane reconcile``) until ``stop``."""
+    from app.cluster.factory import make_backend
+
+    assert settings.database_url
+    with BlockingDatabase(settings.database_url, size=2) as db:
+        Reconciler(
+            db=db,
+            backend=make_backend(settings, db),
+            pending_timeout=settings.pending_timeout,
+            apply_retry_timeout=settings.apply_retry_timeout,
+            audit_retention_days=settings.audit_retention_days,
+        ).run(stop, interval=settings.reconcile_interval)
 
 
 _EVENT_TEXT = {
@@ -427,10 +465,15 @@ _EVENT_TEXT = {
 }
 
 
-def _unreachable(row: Any, why: str) -> _Outcome:
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _unreachable(row: OutboxRow, why: str) -> _Outcome:
     return _Outcome(
         row,
-        None,
+        False,
         message=f"The cluster is unreachable; will retry: {why}",
         reason="ClusterUnreachable",
     )
@@ -445,12 +488,3 @@ def _names_in_use(observation: Observation) -> dict[tuple[str, str, str], str]:
                 workload_id
             )
     return taken
-
-
-def _bulk_update(session: Any, rows: list[dict[str, Any]]) -> None:
-    """One executemany per set of columns (psycopg pipelines it)."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for r in rows:
-        by_columns.setdefault(tuple(sorted(r)), []).append(r)
-    for group in by_columns.values():
-        session.execute(update(Workload), group)

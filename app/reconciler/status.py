@@ -40,26 +40,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, cast
 
-Phase = Literal[
-    "Creating",
-    "Pending",
-    "Initializing",
-    "Running",
-    "Degraded",
-    "Stopping",
-    "Stopped",
-    "Resuming",
-    "Completed",
-    "Failed",
-    "Deleting",
-    "Deleted",
-    "Unknown",
-]
-PHASES: tuple[Phase, ...] = get_args(Phase)
-DesiredPhase = Literal["Running", "Stopped", "Deleted"]
-Finished = Literal["Completed", "Failed"]
+from app.domain import kinds
+from app.domain.labels import KUEUE_QUEUE_LABEL
+from app.domain.phases import PHASES, DesiredPhase, Finished, Phase
+
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 # Waiting reasons that do not go away by themselves: the workload must say so at once, and give
@@ -74,22 +60,6 @@ STUCK_REASONS = frozenset(
         "CreateContainerError",
     }
 )
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-KUBEFLOW_REPLICA_SPECS = {
-    "PyTorchJob": "pytorchReplicaSpecs",
-    "TFJob": "tfReplicaSpecs",
-    "MPIJob": "mpiReplicaSpecs",
-}
-# Which object owns the pods when several are present: an MPIJob's launcher is itself a Job, so
-# the Kubeflow kinds come first.
-_PRIMARY_RANK = {
-    "PyTorchJob": 0,
-    "TFJob": 0,
-    "MPIJob": 0,
-    "Job": 1,
-    "StatefulSet": 2,
-    "Deployment": 3,
-}
 _EXPECTED_KIND = {
     "interactive": "StatefulSet",
     "training": "Job",
@@ -190,7 +160,6 @@ class WorkloadStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "phase": self.phase,
-            "phaseReason": self.reason,
             "phaseMessage": self.message,
             "conditions": [c.to_dict() for c in self.conditions],
             "pods": self.pods.to_dict(),
@@ -203,7 +172,6 @@ class WorkloadStatus:
         return cls(
             phase=cast(Phase, phase if phase in PHASES else "Unknown"),
             message=str(data.get("phaseMessage") or ""),
-            reason=str(data.get("phaseReason") or ""),
             conditions=tuple(Condition.from_dict(c) for c in data.get("conditions") or ()),
             pods=PodCounts.from_dict(data.get("pods") or {}),
         )
@@ -332,7 +300,7 @@ def _kubeflow(obj: Mapping[str, Any]) -> _Primary:
     kind = str(obj.get("kind"))
     spec, status = _mapping(obj.get("spec")), _mapping(obj.get("status"))
     meta = _mapping(obj.get("metadata"))
-    replica_specs = _mapping(spec.get(KUBEFLOW_REPLICA_SPECS[kind]))
+    replica_specs = _mapping(spec.get((kinds.named(kind) or kinds.PYTORCHJOB).replica_specs or ""))
     replicas = {rtype: _int(_mapping(rs).get("replicas"), 1) for rtype, rs in replica_specs.items()}
     requested = sum(replicas.values())
     wanted = requested
@@ -391,16 +359,18 @@ def _deployment(obj: Mapping[str, Any], hpa: Mapping[str, Any] | None) -> _Prima
 
 
 def _find_primary(objects: Sequence[Mapping[str, Any]]) -> _Primary | None:
+    """What the object owning the pods says: the workload's main object, the one of lowest
+    ``owner_rank`` (an MPIJob's launcher is itself a Job)."""
     best: Mapping[str, Any] | None = None
+    best_rank = 0
     hpa: Mapping[str, Any] | None = None
     for obj in objects:
-        kind = obj.get("kind")
-        if kind == "HorizontalPodAutoscaler":
+        kind = kinds.of(obj)
+        if kind is kinds.HPA:
             hpa = obj
-        elif kind in _PRIMARY_RANK and (
-            best is None or _PRIMARY_RANK[kind] < _PRIMARY_RANK[str(best.get("kind"))]
-        ):
-            best = obj
+        elif kind is not None and kind.owner_rank is not None:
+            if best is None or kind.owner_rank < best_rank:
+                best, best_rank = obj, kind.owner_rank
     if best is None:
         return None
     kind = best.get("kind")

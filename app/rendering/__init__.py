@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from app.domain import kinds
 from app.rendering import common, distributed, inference, interactive, training
 from app.rendering.common import Manifest, Problem
 from app.rendering.context import (
@@ -40,6 +41,7 @@ __all__ = [
     "check",
     "check_names",
     "is_stopped",
+    "object_refs",
     "render",
     "stopped_form",
 ]
@@ -98,6 +100,14 @@ def render(ctx: RenderContext) -> list[Manifest]:
     return _RENDERERS[ctx.workload_type](ctx)
 
 
+def object_refs(manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """``{apiVersion, kind, name}`` of each manifest: the objects a workload makes."""
+    return [
+        {"apiVersion": m["apiVersion"], "kind": m["kind"], "name": m["metadata"]["name"]}
+        for m in manifests
+    ]
+
+
 def stopped_form(manifests: Sequence[Manifest]) -> list[Manifest]:
     """The stopped form of rendered manifests: what ``render`` gives with ``stopped=True``.
 
@@ -111,23 +121,26 @@ def stopped_form(manifests: Sequence[Manifest]) -> list[Manifest]:
 def is_stopped(manifests: Sequence[Mapping[str, Any]]) -> bool:
     """Whether manifests are in the stopped form (judged by the workload's main object)."""
     for m in manifests:
+        kind = kinds.of(m)
+        if kind is None or kind.stop is None:
+            continue
         spec = m.get("spec") or {}
-        if m["kind"] in ("StatefulSet", "Deployment"):
+        if kind.stop == "replicas":
             return spec.get("replicas") == 0
-        if m["kind"] == "Job":
+        if kind.stop == "suspend":
             return bool(spec.get("suspend"))
-        if m["apiVersion"].startswith("kubeflow.org/"):
-            return bool((spec.get("runPolicy") or {}).get("suspend"))
+        return bool((spec.get("runPolicy") or {}).get("suspend"))
     return False
 
 
 def _stop(manifest: Manifest) -> Manifest:
-    kind = manifest["kind"]
-    if kind in ("StatefulSet", "Deployment"):
-        return {**manifest, "spec": {**manifest["spec"], "replicas": 0}}
-    if kind == "Job":
-        return {**manifest, "spec": {**manifest["spec"], "suspend": True}}
-    if manifest["apiVersion"].startswith("kubeflow.org/"):
-        spec = manifest["spec"]
+    kind = kinds.of(manifest)
+    stop = kind.stop if kind is not None else None
+    spec = manifest.get("spec") or {}
+    if stop == "replicas":
+        return {**manifest, "spec": {**spec, "replicas": 0}}
+    if stop == "suspend":
+        return {**manifest, "spec": {**spec, "suspend": True}}
+    if stop == "runPolicy":
         return {**manifest, "spec": {**spec, "runPolicy": {**spec["runPolicy"], "suspend": True}}}
     return manifest

@@ -39,6 +39,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.domain.labels import (
+    GPU_RESOURCE,
+    KAI_GPU_FRACTION_ANNOTATION,
+    KAI_GPU_MEMORY_ANNOTATION,
+    KAI_PREEMPTIBILITY_LABEL,
+    KAI_QUEUE_LABEL,
+    KAI_SCHEDULER_NAME,
+    KUEUE_QUEUE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PROJECT_LABEL,
+    ROLE_LABEL,
+    RUNPLANE_DOMAIN,
+    WORKLOAD_ID_LABEL,
+    WORKLOAD_NAME_LABEL,
+    WORKLOAD_TYPE_LABEL,
+)
 from app.fieldpath import error_message, field_path
 from app.policies.fields import map_paths
 from app.quantity import quantity_value
@@ -49,23 +66,6 @@ from app.workloads.spec import WORKLOAD_TYPES, CommonSpec
 Manifest = dict[str, Any]
 Problem = tuple[str, str]
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "runplane"
-WORKLOAD_ID_LABEL = "runplane.io/workload-id"
-PROJECT_LABEL = "runplane.io/project"
-WORKLOAD_TYPE_LABEL = "runplane.io/workload-type"
-WORKLOAD_NAME_LABEL = "runplane.io/workload-name"
-ROLE_LABEL = "runplane.io/role"
-RUNPLANE_DOMAIN = "runplane.io"
-
-KAI_SCHEDULER_NAME = "kai-scheduler"
-KAI_QUEUE_LABEL = "kai.scheduler/queue"
-KAI_PREEMPTIBILITY_LABEL = "kai.scheduler/preemptibility"
-KAI_GPU_FRACTION_ANNOTATION = "gpu-fraction"
-KAI_GPU_MEMORY_ANNOTATION = "gpu-memory"
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-
-GPU_RESOURCE = "nvidia.com/gpu"
 SHM_VOLUME = "dshm"
 SHM_PATH = "/dev/shm"
 MAX_NAME_LENGTH = 40

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.domain import kinds
 from app.rendering import common
 from app.rendering.common import Manifest, Problem
 from app.rendering.context import RenderContext
@@ -49,9 +50,7 @@ GPU_FIELDS = ("gpuDevicesRequest", "gpuPortionRequest", "gpuMemoryRequest")
 
 @dataclass(frozen=True)
 class Framework:
-    kind: str
-    api_version: str
-    replica_key: str
+    kind: kinds.Kind
     master_type: str
     master_container: str
     worker_container: str
@@ -60,34 +59,10 @@ class Framework:
 
 
 FRAMEWORKS: dict[str, Framework] = {
-    "PyTorch": Framework(
-        "PyTorchJob",
-        "kubeflow.org/v1",
-        "pytorchReplicaSpecs",
-        "Master",
-        "pytorch",
-        "pytorch",
-        "OnFailure",
-    ),
-    "TF": Framework(
-        "TFJob",
-        "kubeflow.org/v1",
-        "tfReplicaSpecs",
-        "Chief",
-        "tensorflow",
-        "tensorflow",
-        "OnFailure",
-    ),
+    "PyTorch": Framework(kinds.PYTORCHJOB, "Master", "pytorch", "pytorch", "OnFailure"),
+    "TF": Framework(kinds.TFJOB, "Chief", "tensorflow", "tensorflow", "OnFailure"),
     # mpi-operator defaults the launcher to OnFailure and workers to Never; keep its defaults.
-    "MPI": Framework(
-        "MPIJob",
-        "kubeflow.org/v2beta1",
-        "mpiReplicaSpecs",
-        "Launcher",
-        "mpi-launcher",
-        "mpi-worker",
-        None,
-    ),
+    "MPI": Framework(kinds.MPIJOB, "Launcher", "mpi-launcher", "mpi-worker", None),
 }
 
 
@@ -198,11 +173,12 @@ def render(ctx: RenderContext) -> list[Manifest]:
     if framework == "MPI" and spec.get("slotsPerWorker") is not None:
         job_spec["slotsPerWorker"] = int(spec["slotsPerWorker"])
     job_spec["runPolicy"] = _run_policy(ctx)
-    job_spec[fw.replica_key] = replicas
+    assert fw.kind.replica_specs
+    job_spec[fw.kind.replica_specs] = replicas
     return [
         common.manifest(
-            fw.api_version,
-            fw.kind,
+            fw.kind.api_version,
+            fw.kind.kind,
             common.object_meta(ctx, ctx.name, workload_object=True),
             job_spec,
         )

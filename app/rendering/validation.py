@@ -5,8 +5,9 @@ Three layers, because each misses what the next catches:
 1. Built-in kinds against the official OpenAPI schemas shipped by ``kubernetes-validate``
    (Kubernetes :data:`KUBERNETES_VERSION`, strict: unknown fields are errors, as with
    ``kubectl --validate=strict``).
-2. Kubeflow kinds against their CRD's own ``openAPIV3Schema`` (from the shared ``crds/``
-   directory), made strict the way the API server's strict field validation is: an object with
+2. Custom kinds (Kubeflow's jobs, Kueue's queues) against their CRD's own ``openAPIV3Schema``
+   (``crd_schemas.json``, derived from the pinned upstream modules by ``tools/crd-schemas.py``),
+   made strict the way the API server's strict field validation is: an object with
    ``properties`` accepts no other field unless it preserves unknown fields. Their metadata and
    pod templates are also checked against the built-in schemas. CEL rules
    (``x-kubernetes-validations``) are not evaluated.
@@ -17,52 +18,29 @@ Three layers, because each misses what the next catches:
    tolerations, HPA bounds.
 
 Schemas are loaded once per process and compiled validators cached per kind. Pure: reads only
-the schema files; the simulated cluster backend reuses this module to refuse objects.
+schema files of installed packages; the simulated cluster backend reuses this module to refuse
+objects.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 
+from app.domain import kinds
 from app.quantity import quantity_value
 from app.rendering import syntax
 
 KUBERNETES_VERSION = "1.33"
 _DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
 
-# Kubeflow kinds: replica-specs key, allowed replica types, the container the operator drives,
-# and the replica types that must have exactly one replica.
-_KUBEFLOW: dict[tuple[str, str], tuple[str, frozenset[str], str | None, frozenset[str]]] = {
-    ("kubeflow.org/v1", "PyTorchJob"): (
-        "pytorchReplicaSpecs",
-        frozenset({"Master", "Worker"}),
-        "pytorch",
-        frozenset({"Master"}),
-    ),
-    ("kubeflow.org/v1", "TFJob"): (
-        "tfReplicaSpecs",
-        frozenset({"Chief", "Master", "Worker", "PS", "Evaluator"}),
-        "tensorflow",
-        frozenset({"Chief", "Master"}),
-    ),
-    ("kubeflow.org/v2beta1", "MPIJob"): (
-        "mpiReplicaSpecs",
-        frozenset({"Launcher", "Worker"}),
-        None,
-        frozenset({"Launcher"}),
-    ),
-}
 _CONTROLLER_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "Deployment": ("spec", "template"),
     "StatefulSet": ("spec", "template"),
@@ -128,34 +106,15 @@ def _builtin_validator(api_version: str, kind: str) -> Validator | None:
     return Draft202012Validator(schema, registry=_registry())
 
 
-def crd_dir() -> Path:
-    """The shared CRD directory: ``$RUNPLANE_SHARED_DIR/crds``, else ``<repo>/../shared/crds``."""
-    shared = os.environ.get("RUNPLANE_SHARED_DIR")
-    if shared:
-        return Path(shared) / "crds"
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "crds"
-
-
-def _load_yaml(path: Path) -> Any:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with path.open() as f:
-        return yaml.load(f, Loader=loader)  # a safe loader, C-accelerated if built
-
-
 @functools.cache
-def _crd_schemas(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """``(apiVersion, kind) -> openAPIV3Schema`` for every CRD in ``directory``."""
+def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """``(apiVersion, kind) -> openAPIV3Schema`` of the CRDs Runplane writes objects for, as
+    ``tools/crd-schemas.py`` derived them from the pinned upstream modules."""
+    text = resources.files("app.rendering").joinpath("crd_schemas.json").read_text()
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
-        doc = _load_yaml(path)
-        if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
-            continue
-        group = doc["spec"]["group"]
-        kind = doc["spec"]["names"]["kind"]
-        for version in doc["spec"]["versions"]:
-            if version.get("served", True):
-                schema = version["schema"]["openAPIV3Schema"]
-                out[(f"{group}/{version['name']}", kind)] = _strict(schema)
+    for key, schema in json.loads(text)["schemas"].items():
+        api_version, _, kind = key.rpartition("/")
+        out[(api_version, kind)] = schema
     return out
 
 
@@ -166,7 +125,7 @@ def _strict(schema: Any) -> Any:
         return [_strict(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: _strict(v) for k, v in schema.items() if k != "description"}
+    out = {k: _strict(v) for k, v in schema.items()}
     if (
         "properties" in out
         and "additionalProperties" not in out
@@ -177,9 +136,10 @@ def _strict(schema: Any) -> Any:
 
 
 @functools.cache
-def _crd_validator(api_version: str, kind: str, directory: Path) -> Validator | None:
-    schema = _crd_schemas(directory).get((api_version, kind))
-    return Draft7Validator(schema) if schema is not None else None
+def crd_validator(api_version: str, kind: str) -> Validator | None:
+    """A strict validator of a custom kind against its CRD's schema (None: not a custom kind)."""
+    schema = _crd_schemas().get((api_version, kind))
+    return Draft7Validator(_strict(schema)) if schema is not None else None
 
 
 def preload() -> None:
@@ -194,10 +154,8 @@ def preload() -> None:
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ):
         _builtin_validator(api_version, kind)
-    directory = crd_dir().resolve()
-    if directory.is_dir():
-        for api_version, kind in _KUBEFLOW:
-            _crd_validator(api_version, kind, directory)
+    for api_version, kind in _crd_schemas():
+        crd_validator(api_version, kind)
 
 
 # --- the entry points ---
@@ -220,12 +178,9 @@ def validate_manifest(obj: Mapping[str, Any]) -> list[str]:
     if not isinstance(api_version, str) or not isinstance(kind, str):
         return [f"{where}: apiVersion and kind are required"]
     problems: list[str] = []
-    if (api_version, kind) in _KUBEFLOW:
-        directory = crd_dir().resolve()
-        validator = _crd_validator(api_version, kind, directory) if directory.is_dir() else None
-        if validator is None:
-            return [f"{where}: no CustomResourceDefinition for {api_version} {kind} in {directory}"]
-        problems += _schema_errors(validator, obj)
+    custom = crd_validator(api_version, kind)
+    if custom is not None:
+        problems += _schema_errors(custom, obj)
         if isinstance(meta, Mapping):
             problems += _schema_errors(_object_meta_validator(), meta, "metadata")
     else:
@@ -305,8 +260,9 @@ def _semantic(obj: Mapping[str, Any], api_version: str, kind: str) -> list[str]:
         problems += _check_service(spec)
     if kind == "HorizontalPodAutoscaler":
         problems += _check_hpa(spec)
-    if (api_version, kind) in _KUBEFLOW:
-        problems += _check_kubeflow(obj, api_version, kind)
+    found = kinds.lookup(api_version, kind)
+    if found is not None and found.replica_specs:
+        problems += _check_kubeflow(obj, found)
     for field in ("replicas", "completions", "parallelism", "backoffLimit"):
         value = spec.get(field) if isinstance(spec, Mapping) else None
         if isinstance(value, int) and value < 0:
@@ -687,9 +643,10 @@ _METRIC_SOURCES = {
 }
 
 
-def _check_kubeflow(obj: Mapping[str, Any], api_version: str, kind: str) -> list[str]:
+def _check_kubeflow(obj: Mapping[str, Any], kind: kinds.Kind) -> list[str]:
     """What the training / mpi operators' admission webhooks check."""
-    replica_key, allowed, container, singletons = _KUBEFLOW[(api_version, kind)]
+    replica_key, allowed = kind.replica_specs or "", kind.replica_types
+    container, singletons = kind.container, kind.singletons
     problems: list[str] = []
     name = _get(obj, ("metadata", "name")) or ""
     problem = syntax.dns1035_label_problem(name)

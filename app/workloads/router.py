@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 import yaml
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from app.audit.recorder import AuditedRoute, committed, entry_values, record_of
-from app.deps import AccessDep, CurrentPrincipal, DatabaseDep, SessionDep, SettingsDep
+from app.deps import (
+    AccessDep,
+    ConnDep,
+    CurrentPrincipal,
+    DatabaseDep,
+    SettingsDep,
+    TxDep,
+    WorkloadDep,
+    WorkloadId,
+)
+from app.domain.phases import Phase
 from app.openapi import links, responses
-from app.reconciler.status import Phase
 from app.schemas import PageParams, page_params
-from app.workloads import schemas, service, submission
-from app.workloads.routing import SubmissionRoute
+from app.workloads import repository, schemas, service, submission
+from app.workloads.repository import WorkloadRow
 from app.workloads.spec import WorkloadType
 
 router = APIRouter(prefix="/workloads", tags=["workloads"], route_class=AuditedRoute)
-# The four submission endpoints: a short path for well-formed requests (app.workloads.routing).
-submissions = APIRouter(prefix="/workloads", tags=["workloads"], route_class=SubmissionRoute)
+JSON = "application/json"
 
 DryRun = Annotated[
     bool,
@@ -68,9 +75,8 @@ async def _submit(
     dry_run: bool,
     idempotency_key: str | None,
 ) -> Response:
-    # Async, without a session dependency: the submission path makes its own statements on the
-    # event loop (app.workloads.submission), one on a warm process. A sync endpoint would cost a
-    # worker-thread hop, and a session its BEGIN and COMMIT round trips.
+    # Without a connection dependency: the submission path takes its own connections
+    # (app.workloads.submission), and on a warm process makes one statement.
     audit = record_of(request.scope)
     audit.target = f"{body.project}/{body.name}"
     access.check_project(body.project)
@@ -93,9 +99,7 @@ async def _submit(
             key=idempotency_key,
             digest=submission.request_hash(request.url.path, body),
         )
-        answer = await submission.replay(
-            db, principal=idempotency.principal, key=idempotency.key, digest=idempotency.digest
-        )
+        answer = await submission.replay(db, idempotency)
         if answer is not None:
             headers = {"Location": answer.location} if answer.location else None
             return JSONResponse(answer.response, status_code=answer.status, headers=headers)
@@ -108,17 +112,14 @@ async def _submit(
         idempotency=idempotency,
     )
     # The audit entry was stored with the workload, in the same statement.
-    audit.target, audit.staged = str(accepted.id), True
+    audit.target, audit.staged = str(accepted.workload.id), True
     committed(request.scope)
     return Response(
-        accepted.json,
-        status_code=201,
-        media_type="application/json",
-        headers={"Location": accepted.location},
+        accepted.json, status_code=201, media_type=JSON, headers={"Location": accepted.location}
     )
 
 
-@submissions.post(
+@router.post(
     "/interactives",
     operation_id="submitInteractive",
     status_code=201,
@@ -146,7 +147,7 @@ async def submit_interactive(
     )
 
 
-@submissions.post(
+@router.post(
     "/trainings",
     operation_id="submitTraining",
     status_code=201,
@@ -174,7 +175,7 @@ async def submit_training(
     )
 
 
-@submissions.post(
+@router.post(
     "/distributed",
     operation_id="submitDistributed",
     status_code=201,
@@ -202,7 +203,7 @@ async def submit_distributed(
     )
 
 
-@submissions.post(
+@router.post(
     "/inferences",
     operation_id="submitInference",
     status_code=201,
@@ -230,9 +231,18 @@ async def submit_inference(
     )
 
 
-@router.get("", operation_id="listWorkloads", response_model=schemas.WorkloadPage)
-def list_workloads(
-    session: SessionDep,
+def _workloads(document: Any, status_code: int = 200) -> Response:
+    return Response(service.dumps(document), status_code=status_code, media_type=JSON)
+
+
+@router.get(
+    "",
+    operation_id="listWorkloads",
+    response_model=None,
+    responses={200: {"model": schemas.WorkloadPage, "description": "A page of workloads"}},
+)
+async def list_workloads(
+    conn: ConnDep,
     principal: CurrentPrincipal,
     page: Annotated[PageParams, Depends(page_params)],
     project: Annotated[str | None, Query(max_length=63, description="Project name.")] = None,
@@ -241,9 +251,9 @@ def list_workloads(
     ] = None,
     phase: Annotated[Phase | None, Query(description="Current phase.")] = None,
     deleted: Annotated[bool, Query(description="List deleted workloads instead.")] = False,
-) -> schemas.WorkloadPage:
-    rows, nxt = service.list_page(
-        session,
+) -> Response:
+    rows, nxt = await service.list_page(
+        conn,
         page,
         visible_to=principal,
         project=project,
@@ -251,23 +261,20 @@ def list_workloads(
         phase=phase,
         deleted=deleted,
     )
-    return schemas.WorkloadPage(items=[service.to_read(w) for w in rows], next=nxt)
+    return _workloads({"items": [service.to_read(w) for w in rows], "next": nxt})
 
 
-WorkloadId = Annotated[uuid.UUID, Path(alias="workloadId", description="Workload id.")]
 YAML = "application/yaml"
 
 
 @router.get(
     "/{workloadId}",
     operation_id="getWorkload",
-    response_model=schemas.Workload,
-    responses=responses(404),
+    response_model=None,
+    responses={200: {"model": schemas.Workload, "description": "The workload"}, **responses(404)},
 )
-def get_workload(
-    session: SessionDep, principal: CurrentPrincipal, workload_id: WorkloadId
-) -> schemas.Workload:
-    return service.to_read(service.get(session, workload_id, visible_to=principal))
+async def get_workload(workload: WorkloadDep) -> Response:
+    return _workloads(service.to_read(workload))
 
 
 @router.get(
@@ -276,14 +283,12 @@ def get_workload(
     response_model=schemas.WorkloadEventPage,
     responses=responses(404),
 )
-def list_workload_events(
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    workload_id: WorkloadId,
+async def list_workload_events(
+    conn: ConnDep,
+    workload: WorkloadDep,
     page: Annotated[PageParams, Depends(page_params)],
 ) -> schemas.WorkloadEventPage:
-    workload = service.get(session, workload_id, visible_to=principal)
-    rows, nxt = service.events_page(session, workload, page)
+    rows, nxt = await service.events_page(conn, workload, page)
     return schemas.WorkloadEventPage(
         items=[
             schemas.WorkloadEvent(
@@ -312,24 +317,20 @@ def list_workload_events(
         **responses(404),
     },
 )
-def get_workload_manifests(
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    workload_id: WorkloadId,
+async def get_workload_manifests(
+    conn: ConnDep,
+    workload: WorkloadDep,
     accept: Annotated[str | None, Header(alias="Accept")] = None,
 ) -> Response:
-    manifests = service.get(session, workload_id, visible_to=principal, manifests=True).manifests
+    manifests = await repository.manifests(conn, workload.id)
     if accept and ("yaml" in accept) and "json" not in accept.split(",")[0]:
         text = yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True)
         return Response(text, media_type=YAML)
     return JSONResponse(manifests)
 
 
-def _accepted(workload: Any) -> JSONResponse:
-    return JSONResponse(
-        service.to_read(workload).model_dump(mode="json"),
-        status_code=status.HTTP_202_ACCEPTED,
-    )
+def _accepted(workload: WorkloadRow) -> Response:
+    return _workloads(service.to_read(workload), status.HTTP_202_ACCEPTED)
 
 
 LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -345,10 +346,8 @@ LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     response_model=None,
     responses=LIFECYCLE_RESPONSES,
 )
-def suspend_workload(
-    session: SessionDep, access: AccessDep, workload_id: WorkloadId
-) -> JSONResponse:
-    return _accepted(service.suspend(session, workload_id, access=access))
+async def suspend_workload(conn: TxDep, access: AccessDep, workload_id: WorkloadId) -> Response:
+    return _accepted(await service.suspend(conn, workload_id, access=access))
 
 
 @router.post(
@@ -358,10 +357,8 @@ def suspend_workload(
     response_model=None,
     responses=LIFECYCLE_RESPONSES,
 )
-def resume_workload(
-    session: SessionDep, access: AccessDep, workload_id: WorkloadId
-) -> JSONResponse:
-    return _accepted(service.resume(session, workload_id, access=access))
+async def resume_workload(conn: TxDep, access: AccessDep, workload_id: WorkloadId) -> Response:
+    return _accepted(await service.resume(conn, workload_id, access=access))
 
 
 @router.delete(
@@ -371,7 +368,5 @@ def resume_workload(
     response_model=None,
     responses=LIFECYCLE_RESPONSES,
 )
-def delete_workload(
-    session: SessionDep, access: AccessDep, workload_id: WorkloadId
-) -> JSONResponse:
-    return _accepted(service.delete(session, workload_id, access=access))
+async def delete_workload(conn: TxDep, access: AccessDep, workload_id: WorkloadId) -> Response:
+    return _accepted(await service.delete(conn, workload_id, access=access))

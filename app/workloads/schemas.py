@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from app.reconciler.status import DesiredPhase, Phase
+from app.domain.phases import DesiredPhase, Phase
 from app.schemas import DNS1035_LABEL, ApiModel, InputModel, Page
 from app.workloads.spec import (
     DistributedSpec,

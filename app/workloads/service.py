@@ -1,4 +1,4 @@
-"""The workload resource: reading, listing, events and lifecycle requests.
+"""The workload resource: its read model, reading, listing, events and lifecycle requests.
 
 Submissions live in :mod:`app.workloads.submission`.
 """
@@ -8,14 +8,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
-from sqlalchemy.orm import Session, undefer
+import orjson
 
-from app.auth.access import Access, visible
+from app.auth.access import Access
 from app.auth.principal import Principal
+from app.db import Conn
+from app.domain.phases import FINAL_PHASES
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.models import Workload, WorkloadEvent
-from app.models.workload import FINAL_PHASES
 from app.schemas import (
     PageParams,
     decode_cursor,
@@ -23,181 +22,154 @@ from app.schemas import (
     encode_cursor,
     encode_time_cursor,
 )
-from app.workloads import schemas
+from app.sql import page, scope
+from app.workloads import repository
+from app.workloads.repository import Event, EventRow, WorkloadRow
+
+POD_COUNTS = ("requested", "running", "pending", "succeeded", "failed")
+
+
+def to_read(w: WorkloadRow) -> dict[str, Any]:
+    """The workload as the API shows it (:class:`app.workloads.schemas.Workload`, camelCase):
+    the one serialiser of every answer that carries a workload."""
+    return {
+        "id": w.id,
+        "name": w.name,
+        "project": w.project,
+        "type": w.type,
+        "createdAt": w.created_at,
+        "updatedAt": w.updated_at,
+        "spec": w.spec,
+        "submittedSpec": w.submitted_spec,
+        "appliedDefaults": w.applied_defaults,
+        "policy": {"source": w.policy_source, "version": w.policy_version},
+        "desiredPhase": w.desired_phase,
+        "phase": w.phase,
+        "phaseMessage": w.phase_message,
+        "phaseUpdatedAt": w.phase_updated_at,
+        "conditions": [
+            {
+                "type": c["type"],
+                "status": c["status"],
+                "reason": c.get("reason", ""),
+                "message": c.get("message", ""),
+                "lastTransitionTime": c.get("lastTransitionTime"),
+            }
+            for c in w.conditions
+        ],
+        "pods": {k: w.pods.get(k, 0) for k in POD_COUNTS},
+        "cluster": {"namespace": w.namespace, "objects": w.objects},
+        "deletedAt": w.deleted_at,
+    }
+
+
+def dumps(document: Any) -> bytes:
+    """JSON as pydantic writes it (UTC times with a ``Z``), by orjson."""
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+
+
+def to_json(w: WorkloadRow) -> bytes:
+    return dumps(to_read(w))
+
 
 # --- reading ------------------------------------------------------------------------------------
 
 
-def to_read(w: Workload) -> schemas.Workload:
-    return schemas.Workload(
-        id=w.id,
-        name=w.name,
-        project=w.project,
-        type=w.type,
-        created_at=w.created_at,
-        updated_at=w.updated_at,
-        spec=w.spec,
-        submitted_spec=w.submitted_spec,
-        applied_defaults=w.applied_defaults,
-        policy=schemas.PolicyRef(source=w.policy_source, version=w.policy_version),
-        desired_phase=w.desired_phase,
-        phase=w.phase,
-        phase_message=w.phase_message,
-        phase_updated_at=w.phase_updated_at,
-        conditions=[schemas.Condition.model_validate(c) for c in w.conditions],
-        pods=schemas.PodCounts.model_validate(w.pods),
-        cluster=schemas.ClusterRef(
-            namespace=w.namespace,
-            objects=[schemas.ObjectRef.model_validate(o) for o in w.objects],
-        ),
-        deleted_at=w.deleted_at,
-    )
+def not_found(workload_id: uuid.UUID) -> NotFound:
+    return NotFound(f"Workload {workload_id} does not exist.")
 
 
-def get(
-    session: Session, workload_id: uuid.UUID, *, visible_to: Principal, manifests: bool = False
-) -> Workload:
+async def get(conn: Conn, workload_id: uuid.UUID, *, visible_to: Principal) -> WorkloadRow:
     """The workload, or 404 when it does not exist or its project lies outside the scope."""
-    query = select(Workload).where(
-        Workload.id == workload_id, visible(visible_to, Workload.project)
-    )
-    if manifests:
-        query = query.options(undefer(Workload.manifests))
-    workload = session.scalars(query).one_or_none()
+    workload = await repository.get(conn, workload_id, scope=scope(visible_to))
     if workload is None:
-        raise NotFound(f"Workload {workload_id} does not exist.")
+        raise not_found(workload_id)
     return workload
 
 
-def list_page(
-    session: Session,
-    page: PageParams,
+async def list_page(
+    conn: Conn,
+    page_params: PageParams,
     *,
     visible_to: Principal,
     project: str | None,
     workload_type: str | None,
     phase: str | None,
     deleted: bool,
-) -> tuple[list[Workload], str | None]:
-    query = (
-        select(Workload)
-        .where(visible(visible_to, Workload.project))
-        .order_by(Workload.created_at.desc(), Workload.id.desc())
-        .limit(page.limit + 1)
+) -> tuple[list[WorkloadRow], str | None]:
+    rows = await repository.list_page(
+        conn,
+        scope=scope(visible_to),
+        before=decode_time_cursor(page_params.cursor) if page_params.cursor else None,
+        limit=page_params.limit + 1,
+        project=project,
+        workload_type=workload_type,
+        phase=phase,
+        deleted=deleted,
     )
-    query = query.where(
-        Workload.deleted_at.is_not(None) if deleted else Workload.deleted_at.is_(None)
-    )
-    if project is not None:
-        query = query.where(Workload.project == project)
-    if workload_type is not None:
-        query = query.where(Workload.type == workload_type)
-    if phase is not None:
-        query = query.where(Workload.phase == phase)
-    if page.cursor:
-        query = query.where(
-            tuple_(Workload.created_at, Workload.id) < tuple_(*decode_time_cursor(page.cursor))
-        )
-    rows = list(session.scalars(query))
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return rows, encode_time_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    return page(rows, page_params.limit, lambda w: encode_time_cursor(w.created_at, w.id))
 
 
-def events_page(
-    session: Session, workload: Workload, page: PageParams
-) -> tuple[list[WorkloadEvent], str | None]:
-    query = (
-        select(WorkloadEvent)
-        .where(WorkloadEvent.workload_id == workload.id)
-        .order_by(WorkloadEvent.id)
-        .limit(page.limit + 1)
-    )
-    if page.cursor:
-        (after,) = decode_cursor(page.cursor, 1)
-        if not isinstance(after, int):
+async def events_page(
+    conn: Conn, workload: WorkloadRow, page_params: PageParams
+) -> tuple[list[EventRow], str | None]:
+    after = None
+    if page_params.cursor:
+        (after,) = decode_cursor(page_params.cursor, 1)
+        # An event id: a bigint, never a bool (JSON's true is not 1 here).
+        if type(after) is not int or not 0 <= after < 2**63:
             raise ValidationFailed(
                 "The cursor is not one this API issued.",
                 errors=[{"field": "cursor", "message": "invalid cursor"}],
             )
-        query = query.where(WorkloadEvent.id > after)
-    rows = list(session.scalars(query))
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return rows, encode_cursor(rows[-1].id) if more else None
+    rows = await repository.events_page(conn, workload.id, after=after, limit=page_params.limit + 1)
+    return page(rows, page_params.limit, lambda e: encode_cursor(e.id))
 
 
 # --- lifecycle requests -------------------------------------------------------------------------
 
 
-def _locked(session: Session, workload_id: uuid.UUID, access: Access) -> Workload:
+async def _locked(conn: Conn, workload_id: uuid.UUID, access: Access) -> WorkloadRow:
     """Lock the workload for a change: 404 out of scope, then 403 for too small a role."""
-    workload = session.scalars(
-        select(Workload)
-        .where(Workload.id == workload_id, access.visible(Workload.project))
-        .with_for_update()
-    ).one_or_none()
+    workload = await repository.lock(conn, workload_id, scope=scope(access.principal))
     if workload is None:
-        raise NotFound(f"Workload {workload_id} does not exist.")
+        raise not_found(workload_id)
     access.require()
     return workload
 
 
-def _request(
-    session: Session, workload: Workload, *, desired: str, reason: str, message: str
-) -> None:
-    values: dict[str, Any] = {
-        "desired_phase": desired,
-        "generation": Workload.generation + 1,
-        "updated_at": func.now(),
-    }
-    if desired == "Deleted":
-        values.update(
-            deleted_at=func.now(),
-            phase="Deleting",
-            phase_message=message,
-            phase_updated_at=func.now(),
-        )
-    session.execute(
-        update(Workload)
-        .where(Workload.id == workload.id)
-        .values(values)
-        .execution_options(synchronize_session=False)
+async def _request(
+    conn: Conn, workload: WorkloadRow, *, desired: str, reason: str, message: str
+) -> WorkloadRow:
+    event = Event(
+        workload.id,
+        "Requested",
+        "Deleting" if desired == "Deleted" else workload.phase,
+        reason,
+        message,
     )
-    session.add(
-        WorkloadEvent(
-            workload_id=workload.id,
-            type="Requested",
-            phase="Deleting" if desired == "Deleted" else workload.phase,
-            reason=reason,
-            message=message,
-        )
-    )
-    session.flush()
-    session.refresh(workload)
+    return await repository.request_phase(conn, workload.id, desired=desired, event=event)
 
 
-def suspend(session: Session, workload_id: uuid.UUID, *, access: Access) -> Workload:
-    actor = access.principal.name
-    workload = _locked(session, workload_id, access)
+async def suspend(conn: Conn, workload_id: uuid.UUID, *, access: Access) -> WorkloadRow:
+    workload = await _locked(conn, workload_id, access)
     if workload.deleted_at is not None:
         raise Conflict("The workload is deleted; it cannot be suspended.")
     if workload.phase in FINAL_PHASES:
         raise Conflict(f"The workload is {workload.phase}; there is nothing to suspend.")
-    if workload.desired_phase != "Stopped":
-        _request(
-            session,
-            workload,
-            desired="Stopped",
-            reason="SuspendRequested",
-            message=f"Suspend requested by {actor}.",
-        )
-    return workload
+    if workload.desired_phase == "Stopped":
+        return workload
+    return await _request(
+        conn,
+        workload,
+        desired="Stopped",
+        reason="SuspendRequested",
+        message=f"Suspend requested by {access.principal.name}.",
+    )
 
 
-def resume(session: Session, workload_id: uuid.UUID, *, access: Access) -> Workload:
-    actor = access.principal.name
-    workload = _locked(session, workload_id, access)
+async def resume(conn: Conn, workload_id: uuid.UUID, *, access: Access) -> WorkloadRow:
+    workload = await _locked(conn, workload_id, access)
     if workload.deleted_at is not None:
         raise Conflict("The workload is deleted; it cannot be resumed.")
     if workload.phase in FINAL_PHASES:
@@ -205,27 +177,25 @@ def resume(session: Session, workload_id: uuid.UUID, *, access: Access) -> Workl
             f"The workload is {workload.phase}; a finished workload cannot be resumed. "
             "Submit it again instead."
         )
-    if workload.desired_phase != "Running":
-        _request(
-            session,
-            workload,
-            desired="Running",
-            reason="ResumeRequested",
-            message=f"Resume requested by {actor}.",
-        )
-    return workload
+    if workload.desired_phase == "Running":
+        return workload
+    return await _request(
+        conn,
+        workload,
+        desired="Running",
+        reason="ResumeRequested",
+        message=f"Resume requested by {access.principal.name}.",
+    )
 
 
-def delete(session: Session, workload_id: uuid.UUID, *, access: Access) -> Workload:
-    actor = access.principal.name
-    workload = _locked(session, workload_id, access)
+async def delete(conn: Conn, workload_id: uuid.UUID, *, access: Access) -> WorkloadRow:
+    workload = await _locked(conn, workload_id, access)
     if workload.deleted_at is not None:
         raise Conflict("The workload is already deleted.")
-    _request(
-        session,
+    return await _request(
+        conn,
         workload,
         desired="Deleted",
         reason="DeleteRequested",
-        message=f"Deletion requested by {actor}.",
+        message=f"Deletion requested by {access.principal.name}.",
     )
-    return workload

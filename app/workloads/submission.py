@@ -1,12 +1,11 @@
 """The submission path: where a workload goes, the policy applied, rendering, one statement.
 
-A warm API process stores a submission with one SQL statement, in autocommit, on the driver's
-connection. The project and the policy versions a submission is checked against (its
-:class:`Target`) are cached per process; the statement that stores the workload reads them
-again and stores nothing when they changed (a policy update, a project change, a write by
-another process), and the submission is then checked again against fresh ones. So the cache
-can never let a workload in under a policy it was not checked against, and API processes need
-no invalidation messages between them.
+A warm API process stores a submission with one SQL statement, in autocommit. The project and
+the policy versions a submission is checked against (its :class:`Target`) are cached per
+process; the statement that stores the workload reads them again and stores nothing when they
+changed (a policy update, a project change, a write by another process), and the submission is
+then checked again against fresh ones. So the cache can never let a workload in under a policy
+it was not checked against, and API processes need no invalidation messages between them.
 
 :func:`prepare` is pure: policy, cross-field checks and rendering, no I/O.
 """
@@ -23,22 +22,25 @@ from functools import cached_property
 from typing import Any
 from weakref import WeakKeyDictionary
 
-import orjson
 import psycopg
-from fastapi.concurrency import run_in_threadpool
+from cachetools import LRUCache
+from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
 from app import rendering
 from app.batching import Batcher
 from app.config import Settings
-from app.db import Database, Driver, json_dumps
+from app.db import Conn, Database
 from app.errors import Conflict, NotFound, PolicyViolation, ValidationFailed
 from app.fieldpath import error_message, field_path
-from app.lru import Lru
 from app.policies import engine
+from app.policies import repository as policy_store
 from app.policies import service as policies
 from app.policies.fields import map_paths
-from app.workloads import schemas
+from app.projects.repository import ProjectRow
+from app.workloads import repository, schemas
+from app.workloads.repository import Event, WorkloadRow
+from app.workloads.service import to_json
 from app.workloads.spec import SPEC_MODELS, WorkloadType, missing_required
 
 ACCEPTED = "Accepted; waiting to be applied to the cluster."
@@ -47,22 +49,11 @@ ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
-class ProjectInfo:
-    """What a submission needs of its project."""
-
-    id: uuid.UUID
-    name: str
-    namespace: str
-    queue: str | None
-    scheduler: str | None
-
-
-@dataclass(frozen=True)
 class Target:
     """Where a submission goes: the project, and the effective policy with its versions."""
 
-    project: ProjectInfo
-    token: policies.VersionToken
+    project: ProjectRow
+    token: policy_store.VersionToken
     resolved: policies.Resolved
 
 
@@ -83,24 +74,12 @@ class Prepared:
     @cached_property
     def objects(self) -> list[dict[str, str]]:
         """The cluster objects the manifests make (stored, and in the answer)."""
-        return object_refs(self.manifests)
+        return rendering.object_refs(self.manifests)
 
 
 # --- the target: read once, then cached and re-checked by the statement that stores -----------
 
-# Everything a submission depends on, in one row: the project and the versions of the global and
-# the project policy of the type. Read on a cache miss; re-read inside the storing statement.
-_TARGET = """
-    SELECT p.id, p.name, p.namespace, p.queue, p.scheduler,
-           g.id AS g_id, g.version AS g_version,
-           pp.id AS p_id, pp.version AS p_version, pp.inherit_global AS p_inherit
-    FROM projects p
-    LEFT JOIN policies g ON g.project_id IS NULL AND g.workload_type = %(type)s
-    LEFT JOIN policies pp ON pp.project_id = p.id AND pp.workload_type = %(type)s
-    WHERE p.name = %(project)s
-"""
-
-_targets: Lru[tuple[str, str], Target] = Lru(maxsize=4096)
+_targets: LRUCache[tuple[str, str], Target] = LRUCache(maxsize=4096)
 
 
 async def target(
@@ -113,31 +92,17 @@ async def target(
         cached = _targets.get(key)
         if cached is not None:
             return cached
-    async with db.driver() as driver:
-        row = await driver.fetchone(_TARGET, {"project": project_name, "type": workload_type})
-    if row is None:
-        _targets.pop(key)
-        raise NotFound(f"Project {project_name!r} does not exist.")
-    pid, name, namespace, queue, scheduler, g_id, g_version, p_id, p_version, p_inherit = row
-    token: policies.VersionToken = (
-        (g_id, g_version) if g_id else None,
-        (p_id, p_version, p_inherit) if p_id else None,
-    )
-    resolved = policies.cached(project_id=pid, workload_type=workload_type, token=token)
-    if resolved is None:  # a new policy version: read its documents (rare, so a thread)
-        resolved = await run_in_threadpool(_resolve, db, pid, workload_type, token)
-    fresh = Target(ProjectInfo(pid, name, namespace, queue, scheduler), token, resolved)
-    _targets.put(key, fresh)
-    return fresh
-
-
-def _resolve(
-    db: Database, project_id: uuid.UUID, workload_type: WorkloadType, token: policies.VersionToken
-) -> policies.Resolved:
-    with db.session() as session:
-        return policies.resolve(
-            session, project_id=project_id, workload_type=workload_type, token=token
+    async with db.connection() as conn:
+        found = await policy_store.target(conn, project=project_name, workload_type=workload_type)
+        if found is None:
+            _targets.pop(key, None)
+            raise NotFound(f"Project {project_name!r} does not exist.")
+        project, token = found
+        resolved = await policies.resolve(
+            conn, project_id=project.id, workload_type=workload_type, token=token
         )
+    fresh = _targets[key] = Target(project, token, resolved)
+    return fresh
 
 
 # --- checking and rendering (pure) --------------------------------------------------------------
@@ -147,7 +112,7 @@ def render_context(
     *,
     workload_id: uuid.UUID,
     name: str,
-    project: ProjectInfo,
+    project: ProjectRow,
     workload_type: str,
     spec: dict[str, Any],
     settings: Settings,
@@ -269,58 +234,6 @@ async def checked(
 
 # --- storing: one statement for a batch of submissions ------------------------------------
 
-# The target as the submission saw it, the workload, its first event and its audit entry, for
-# every submission of the batch at once. The batch is one JSON parameter (orjson writes it far
-# faster than the driver dumps arrays), so the statement is the same, and prepared, for any
-# batch size. A submission whose target changed meanwhile is not stored (``fresh`` is
-# false), nor one whose name is taken (no ``created_at``): each row of the answer says which.
-_STORE = """
-    WITH input AS (
-        SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS t(id uuid, name text,
-            project text, type text, project_id uuid, namespace text, queue text,
-            scheduler text, g_id uuid, g_version int, p_id uuid, p_version int, p_inherit bool,
-            spec jsonb, submitted_spec jsonb, applied_defaults jsonb, policy_source text,
-            policy_version int, manifests jsonb, objects jsonb, actor text, actor_id text,
-            role text, method text, route text, status int, request_id text)
-    ),
-    fresh AS (
-        SELECT i.* FROM input i
-        JOIN projects p ON p.name = i.project
-        LEFT JOIN policies g ON g.project_id IS NULL AND g.workload_type = i.type
-        LEFT JOIN policies pp ON pp.project_id = p.id AND pp.workload_type = i.type
-        WHERE (p.id, p.namespace, p.queue, p.scheduler, g.id, g.version, pp.id, pp.version,
-                pp.inherit_global)
-            IS NOT DISTINCT FROM (i.project_id, i.namespace, i.queue, i.scheduler, i.g_id,
-                i.g_version, i.p_id, i.p_version, i.p_inherit)
-    ),
-    w AS (
-        INSERT INTO workloads (id, name, project_id, project, namespace, type, spec,
-            submitted_spec, applied_defaults, policy_source, policy_version, manifests, objects,
-            desired_phase, phase, phase_message, phase_updated_at, conditions, pods, generation,
-            applied_generation, created_at, updated_at)
-        SELECT id, name, project_id, project, namespace, type, spec, submitted_spec,
-            applied_defaults, policy_source, policy_version, manifests, objects, 'Running',
-            'Creating', %(message)s, now(), '[]', '{}', 1, 0, now(), now()
-        FROM fresh
-        ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING
-        RETURNING id, created_at
-    ),
-    e AS (
-        INSERT INTO workload_events (workload_id, created_at, type, phase, reason, message)
-        SELECT id, created_at, 'Submitted', 'Creating', 'Submitted', %(message)s FROM w
-    ),
-    a AS (
-        INSERT INTO audit_log (time, actor, actor_id, role, method, route, target, status,
-            dry_run, request_id)
-        SELECT w.created_at, i.actor, i.actor_id, i.role, i.method, i.route, i.id::text,
-            i.status, false, i.request_id
-        FROM w JOIN input i USING (id)
-    )
-    SELECT i.id, f.id IS NOT NULL, w.created_at
-    FROM input i LEFT JOIN fresh f USING (id) LEFT JOIN w USING (id)
-"""
-AUDIT_COLUMNS = ("actor", "actor_id", "role", "method", "route", "status", "request_id")
-
 
 class Stale(Exception):
     """The project or its policies changed since the target was read; nothing was stored."""
@@ -328,114 +241,102 @@ class Stale(Exception):
 
 @dataclass(frozen=True)
 class Storing:
-    """One submission to store: what passed the checks, and its audit entry's columns."""
+    """One submission to store: what passed the checks, and its audit entry's values."""
 
     prepared: Prepared
     audit: Mapping[str, Any]
 
-
-def object_refs(manifests: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [
-        {"apiVersion": m["apiVersion"], "kind": m["kind"], "name": m["metadata"]["name"]}
-        for m in manifests
-    ]
-
-
-def _columns(item: Storing) -> dict[str, Any]:
-    p = item.prepared
-    project, (g, pp) = p.target.project, p.target.token
-    return {
-        "id": p.id,
-        "name": p.name,
-        "project": project.name,
-        "type": p.workload_type,
-        "project_id": project.id,
-        "namespace": project.namespace,
-        "queue": project.queue,
-        "scheduler": project.scheduler,
-        "g_id": g[0] if g else None,
-        "g_version": g[1] if g else None,
-        "p_id": pp[0] if pp else None,
-        "p_version": pp[1] if pp else None,
-        "p_inherit": pp[2] if pp else None,
-        "spec": p.spec,
-        "submitted_spec": p.submitted_spec,
-        "applied_defaults": p.applied_defaults,
-        "policy_source": p.policy.source,
-        "policy_version": p.policy.version,
-        "manifests": p.manifests,
-        "objects": p.objects,
-        **{column: item.audit.get(column) for column in AUDIT_COLUMNS},
-    }
-
-
-async def store(driver: Driver, batch: Sequence[Storing]) -> list[Stored]:
-    """Store a batch with one statement; per submission, what :data:`Stored` says."""
-    params = {"batch": json_dumps([_columns(item) for item in batch]), "message": ACCEPTED}
-    answers = {
-        ident: (fresh, created) for ident, fresh, created in await driver.fetchall(_STORE, params)
-    }
-    return [_outcome(item, *answers[item.prepared.id]) for item in batch]
-
-
-def _outcome(item: Storing, fresh: bool, created_at: datetime | None) -> Stored:
-    p = item.prepared
-    project = p.target.project
-    if not fresh:
-        return Stale()
-    if created_at is None:
-        return Conflict(
-            f"A workload named {p.name!r} already exists in project {project.name!r}.",
-            errors=[{"field": "name", "message": "already in use in this project"}],
+    def submitted(self) -> repository.Submitted:
+        p = self.prepared
+        project = p.target.project
+        return repository.Submitted(
+            key=policy_store.target_key(project, p.target.token),
+            row={
+                "id": p.id,
+                "name": p.name,
+                "project_id": project.id,
+                "project": project.name,
+                "namespace": project.namespace,
+                "type": p.workload_type,
+                "spec": p.spec,
+                "submitted_spec": p.submitted_spec,
+                "applied_defaults": p.applied_defaults,
+                "policy_source": p.policy.source,
+                "policy_version": p.policy.version,
+                "manifests": p.manifests,
+                "objects": p.objects,
+                "phase_message": ACCEPTED,
+            },
+            event=Event(p.id, "Submitted", "Creating", "Submitted", ACCEPTED),
+            audit={**self.audit, "target": str(p.id)},
         )
-    return Accepted(p.id, _answer(p, created_at))
 
 
 @dataclass(frozen=True)
 class Accepted:
-    """A stored submission: its id and its answer, the :class:`schemas.Workload` as JSON."""
+    """A stored submission: the :class:`schemas.Workload` it reads as, and as JSON."""
 
-    id: uuid.UUID
+    workload: WorkloadRow
     json: bytes
 
     @property
     def location(self) -> str:
-        return f"/api/v1/workloads/{self.id}"
+        return f"/api/v1/workloads/{self.workload.id}"
 
 
-def _answer(p: Prepared, created_at: datetime) -> bytes:
-    """The :class:`schemas.Workload` of a new submission, written by orjson: the same bytes as
-    pydantic's ``model_dump_json`` (tests/api/test_submission_path.py holds them equal), in a
-    fifth of the time."""
+def _stored(p: Prepared, created_at: datetime) -> Accepted:
+    """The new workload as a read would show it, without reading it back."""
     project = p.target.project
-    return orjson.dumps(
-        {
-            "id": p.id,
-            "name": p.name,
-            "project": project.name,
-            "type": p.workload_type,
-            "createdAt": created_at,
-            "updatedAt": created_at,
-            "spec": p.spec,
-            "submittedSpec": p.submitted_spec,
-            "appliedDefaults": p.applied_defaults,
-            "policy": {"source": p.policy.source, "version": p.policy.version},
-            "desiredPhase": "Running",
-            "phase": "Creating",
-            "phaseMessage": ACCEPTED,
-            "phaseUpdatedAt": created_at,
-            "conditions": [],
-            "pods": {"requested": 0, "running": 0, "pending": 0, "succeeded": 0, "failed": 0},
-            "cluster": {"namespace": project.namespace, "objects": p.objects},
-            "deletedAt": None,
-        },
-        option=orjson.OPT_UTC_Z,
+    row = WorkloadRow(
+        id=p.id,
+        name=p.name,
+        project=project.name,
+        type=p.workload_type,
+        namespace=project.namespace,
+        spec=p.spec,
+        submitted_spec=p.submitted_spec,
+        applied_defaults=p.applied_defaults,
+        policy_source=p.policy.source,
+        policy_version=p.policy.version,
+        objects=p.objects,
+        desired_phase="Running",
+        phase="Creating",
+        phase_message=ACCEPTED,
+        phase_updated_at=created_at,
+        conditions=[],
+        pods={},
+        created_at=created_at,
+        updated_at=created_at,
+        deleted_at=None,
     )
+    return Accepted(row, to_json(row))
 
 
 # The workload as stored, or why not: a 409 (the name is taken), :class:`Stale`, or the error
-# the database gave this submission alone.
+# this submission alone met.
 Stored = Accepted | Exception
+
+
+async def store(conn: Conn, batch: Sequence[Storing]) -> list[Stored]:
+    """Store a batch with one statement; per submission, what :data:`Stored` says."""
+    answers = await repository.store_submissions(conn, [item.submitted() for item in batch])
+    out: list[Stored] = []
+    for item in batch:
+        p = item.prepared
+        fresh, created_at = answers[p.id]
+        if not fresh:
+            out.append(Stale())
+        elif created_at is None:
+            out.append(
+                Conflict(
+                    f"A workload named {p.name!r} already exists in project "
+                    f"{p.target.project.name!r}.",
+                    errors=[{"field": "name", "message": "already in use in this project"}],
+                )
+            )
+        else:
+            out.append(_stored(p, created_at))
+    return out
 
 
 class Storer:
@@ -449,19 +350,27 @@ class Storer:
 
     async def _store(self, batch: Sequence[Storing]) -> list[Stored]:
         try:
-            async with self.db.driver() as driver:
-                return await store(driver, batch)
-        except (psycopg.DataError, psycopg.IntegrityError):
-            if len(batch) == 1:
+            async with self.db.connection() as conn:
+                return await store(conn, batch)
+        except Exception as exc:
+            if len(batch) == 1 or not _about_the_values(exc):
                 raise
-        # One submission's value the database refuses must not fail the others: each alone.
+        # One submission's values must not fail the others (each tenant's submissions are its
+        # own): when the batch fails on what it holds, each goes alone, and fails alone.
         return [await self._alone(item) for item in batch]
 
     async def _alone(self, item: Storing) -> Stored:
         try:
             return (await self._store([item]))[0]
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        except Exception as exc:
+            if not _about_the_values(exc):
+                raise
             return exc
+
+
+def _about_the_values(exc: Exception) -> bool:
+    """Whether the batch failed on what it holds, not on the database being away."""
+    return not isinstance(exc, psycopg.OperationalError | PoolTimeout)
 
 
 _storers: WeakKeyDictionary[Database, Storer] = WeakKeyDictionary()
@@ -478,11 +387,18 @@ def storer(db: Database) -> Storer:
 
 
 @dataclass(frozen=True)
+class IdempotencyKey:
+    principal: str
+    key: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class Answer:
     """The first answer to an Idempotency-Key, replayed for 24 hours."""
 
     status: int
-    response: dict[str, Any]
+    response: Any
     location: str | None
 
 
@@ -493,52 +409,39 @@ def request_hash(route: str, body: schemas.Submission) -> str:
     return hashlib.sha256(route.encode() + b"\0" + canonical.encode()).hexdigest()
 
 
-async def replay(db: Database, *, principal: str, key: str, digest: str) -> Answer | None:
+async def replay(db: Database, idempotency: IdempotencyKey) -> Answer | None:
     """The stored answer for this key, if any; 422 if the key was used for another request."""
-    async with db.driver() as driver:
-        row = await driver.fetchone(
-            "SELECT request_hash, status, response, location FROM idempotency_keys"
-            " WHERE principal = %s AND key = %s AND created_at > now() - interval '24 hours'",
-            (principal, key),
-        )
-    if row is None:
+    async with db.connection() as conn:
+        found = await repository.replay(conn, principal=idempotency.principal, key=idempotency.key)
+    if found is None:
         return None
-    if row[0] != digest:
+    digest, status, response, location = found
+    if digest != idempotency.digest:
         raise ValidationFailed(
             "This Idempotency-Key was already used with a different request.",
             errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
         )
-    return Answer(status=row[1], response=row[2], location=row[3])
+    return Answer(status, response, location)
 
 
-async def remember(
-    driver: Driver, *, principal: str, key: str, digest: str, answer: Answer
-) -> None:
-    # An expired row for the same key is replaced; a live one means a concurrent duplicate.
-    stored = await driver.fetchone(
-        """
-        INSERT INTO idempotency_keys (principal, key, request_hash, status, response, location)
-        VALUES (%s, %s, %s, %s, %s::jsonb, %s)
-        ON CONFLICT (principal, key) DO UPDATE SET request_hash = excluded.request_hash,
-            status = excluded.status, response = excluded.response,
-            location = excluded.location, created_at = now()
-        WHERE idempotency_keys.created_at <= now() - interval '24 hours'
-        RETURNING key
-        """,
-        (principal, key, digest, answer.status, json_dumps(answer.response), answer.location),
-    )
-    if stored is None:
-        raise Conflict("A request with this Idempotency-Key is in progress or just completed.")
+async def _store_remembering(db: Database, item: Storing, idempotency: IdempotencyKey) -> Stored:
+    """The submission and its Idempotency-Key's answer, in one transaction."""
+    async with db.transaction() as conn:
+        (outcome,) = await store(conn, [item])
+        if isinstance(outcome, Accepted) and not await repository.remember(
+            conn,
+            principal=idempotency.principal,
+            key=idempotency.key,
+            digest=idempotency.digest,
+            status=201,
+            response=json.loads(outcome.json),
+            location=outcome.location,
+        ):
+            raise Conflict("A request with this Idempotency-Key is in progress or just completed.")
+        return outcome
 
 
 # --- the whole path -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IdempotencyKey:
-    principal: str
-    key: str
-    digest: str
 
 
 async def submit(
@@ -569,19 +472,3 @@ async def submit(
         f"The policies of project {body.project!r} changed while the workload was being "
         "submitted; submit it again."
     )
-
-
-async def _store_remembering(db: Database, item: Storing, idempotency: IdempotencyKey) -> Stored:
-    """The submission and its Idempotency-Key's answer, in one transaction."""
-    async with db.driver() as driver, driver.transaction():
-        (outcome,) = await store(driver, [item])
-        if isinstance(outcome, Accepted):
-            answer = Answer(201, orjson.loads(outcome.json), outcome.location)
-            await remember(
-                driver,
-                principal=idempotency.principal,
-                key=idempotency.key,
-                digest=idempotency.digest,
-                answer=answer,
-            )
-        return outcome

@@ -6,7 +6,6 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.db import Database
 from app.main import create_app
 
 PROBLEM = "application/problem+json"
@@ -66,8 +65,8 @@ def test_request_id_echoed_or_made(client: TestClient) -> None:
     assert len(client.get("/healthz").headers["x-request-id"]) == 32
 
 
-def test_unexpected_error_is_problem_without_trace(db: Database, settings: Settings) -> None:
-    app = create_app(settings, db=db)
+def test_unexpected_error_is_problem_without_trace(settings: Settings) -> None:
+    app = create_app(settings, reconcile=False)
     boom = APIRouter()
 
     @boom.get("/boom")
@@ -99,15 +98,13 @@ def test_readyz_503_when_schema_behind(engine: object, settings: Settings) -> No
     with admin.connect() as conn:
         conn.execute(text("DROP DATABASE IF EXISTS runplane_empty_probe"))
         conn.execute(text("CREATE DATABASE runplane_empty_probe"))
-    empty = Database.from_url(
-        url.set(database="runplane_empty_probe").render_as_string(hide_password=False)
-    )
+    empty = url.set(database="runplane_empty_probe").render_as_string(hide_password=False)
     try:
-        with TestClient(create_app(settings, db=empty), headers=AUTH) as c:
+        app = create_app(settings.model_copy(update={"database_url": empty}), reconcile=False)
+        with TestClient(app, headers=AUTH) as c:
             body = assert_problem(c.get("/readyz"), 503)
             assert "runplane migrate" in str(body["detail"])
     finally:
-        empty.dispose()
         with admin.connect() as conn:
             conn.execute(text("DROP DATABASE runplane_empty_probe WITH (FORCE)"))
         admin.dispose()

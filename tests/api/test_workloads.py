@@ -4,20 +4,17 @@ uniqueness under concurrency, reading, lifecycle requests."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
-import psycopg
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, func, select
+from sqlalchemy import func, select, text
 
 from app.config import Settings
-from app.db import Database
 from app.main import create_app
 from app.models import Workload, WorkloadEvent
-from tests.conftest import AUTH
+from tests.conftest import AUTH, SqlSession
 
 SPECS: dict[str, dict[str, Any]] = {
     "interactives": {"image": "jupyter/base-notebook", "tool": "jupyter"},
@@ -257,7 +254,9 @@ def test_duplicate_name_is_409_and_delete_frees_it(client: TestClient, project: 
     ]
 
 
-def test_list_filters_and_newest_first_pages(client: TestClient, project: str) -> None:
+def test_list_filters_and_newest_first_pages(
+    client: TestClient, project: str, sql: SqlSession
+) -> None:
     assert client.post("/api/v1/projects", json={"name": "team-b"}).status_code == 201
     ids = []
     for i in range(5):
@@ -278,9 +277,24 @@ def test_list_filters_and_newest_first_pages(client: TestClient, project: str) -
         cursor = page["next"]
         if not cursor:
             break
-    # Same-transaction rows share created_at; the id breaks the tie, so order is by id here.
-    assert sorted(seen) == sorted(ids)
-    assert len(seen) == len(set(seen)) == 5
+    assert seen == ids[::-1]  # newest first, across pages
+    # Rows created at the same instant come in descending id order, and no page repeats or
+    # skips one of them.
+    with sql() as s:
+        s.execute(
+            text(
+                "UPDATE workloads SET created_at = '2026-01-01T00:00:00Z' WHERE project = 'team-a'"
+            )
+        )
+    paged = []
+    cursor = None
+    while True:
+        params = {"limit": 2, "project": "team-a", **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/v1/workloads", params=params).json()
+        paged += [w["id"] for w in page["items"]]
+        if not (cursor := page["next"]):
+            break
+    assert paged == sorted(ids, reverse=True)
     assert [w["type"] for w in client.get("/api/v1/workloads?type=inference").json()["items"]] == [
         "inference"
     ]
@@ -290,7 +304,7 @@ def test_list_filters_and_newest_first_pages(client: TestClient, project: str) -
 
 
 def test_lifecycle_requests_and_impossible_transitions(
-    client: TestClient, project: str, db: Database
+    client: TestClient, project: str, sql: SqlSession
 ) -> None:
     w = submit(client, "trainings", "t1", SPECS["trainings"]).json()
     url = f"/api/v1/workloads/{w['id']}"
@@ -303,7 +317,7 @@ def test_lifecycle_requests_and_impossible_transitions(
     assert r.json()["desiredPhase"] == "Running"
     reasons = [e["reason"] for e in client.get(f"{url}/events").json()["items"]]
     assert reasons == ["Submitted", "SuspendRequested", "ResumeRequested"]
-    with db.session() as s:
+    with sql() as s:
         s.get(Workload, w["id"]).phase = "Completed"  # type: ignore[union-attr]
     r = client.post(f"{url}/resume")
     assert r.status_code == 409
@@ -322,16 +336,23 @@ def test_lifecycle_requests_and_impossible_transitions(
 
 
 def test_project_with_active_workloads_cannot_be_deleted(
-    client: TestClient, project: str, db: Database
+    client: TestClient, project: str, sql: SqlSession
 ) -> None:
     w = submit(client, "trainings", "t1", SPECS["trainings"]).json()
     r = client.delete("/api/v1/projects/team-a")
     assert r.status_code == 409
     client.delete(f"/api/v1/workloads/{w['id']}")
     assert client.delete("/api/v1/projects/team-a").status_code == 409  # still Deleting
-    with db.session() as s:
+    with sql() as s:
         s.get(Workload, w["id"]).phase = "Deleted"  # type: ignore[union-attr]
     assert client.delete("/api/v1/projects/team-a").status_code == 204
+    # A deleted workload stays readable by id (SPEC §4), its project's name on it.
+    kept = client.get(f"/api/v1/workloads/{w['id']}")
+    assert kept.status_code == 200, kept.text
+    assert (kept.json()["project"], kept.json()["phase"]) == ("team-a", "Deleted")
+    assert [x["id"] for x in client.get("/api/v1/workloads?deleted=true").json()["items"]] == [
+        w["id"]
+    ]
 
 
 def test_policy_dry_run_lists_the_active_workloads_it_would_reject(
@@ -359,28 +380,7 @@ def test_policy_dry_run_lists_the_active_workloads_it_would_reject(
     assert r.json()["checkedWorkloads"] == 0
 
 
-@pytest.fixture
-def statements(db: Database) -> Iterator[list[str]]:
-    """Every statement the app sends on the test's connection, through SQLAlchemy or not (the
-    submission path talks to the driver directly): both make their cursors from the driver
-    connection's cursor factory."""
-    seen: list[str] = []
-    conn = cast(psycopg.Connection[Any], cast(Connection, db.bind).connection.driver_connection)
-
-    class Recording(psycopg.Cursor[Any]):
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Recording:
-            text = query if isinstance(query, str) else query.as_string(conn)
-            if not text.lstrip().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
-                seen.append(text)
-            super().execute(query, params, **kwargs)
-            return self
-
-    conn.cursor_factory = Recording
-    yield seen
-    conn.cursor_factory = psycopg.Cursor
-
-
-def test_no_n_plus_one(client: TestClient, project: str, statements: list[str]) -> None:
+def test_no_n_plus_one(client: TestClient, project: str, statements: list[tuple[str, Any]]) -> None:
     client.put("/api/v1/policies/global/trainings", json={"defaults": {"image": "x"}})
     submit(client, "trainings", "warm", {})  # fills the process's project and policy caches
     statements.clear()
@@ -388,7 +388,7 @@ def test_no_n_plus_one(client: TestClient, project: str, statements: list[str]) 
     # One statement: it re-reads the project and policy versions and inserts the workload, its
     # first event and its audit entry.
     assert len(statements) == 1, statements
-    assert "INSERT INTO workloads" in statements[0]
+    assert "INSERT INTO workloads" in statements[0][0]
     for i in range(1, 20):
         submit(client, "trainings", f"t{i}", {})
     statements.clear()
@@ -396,8 +396,8 @@ def test_no_n_plus_one(client: TestClient, project: str, statements: list[str]) 
     assert len(statements) == 1, statements
 
 
-def test_simultaneous_submissions_of_one_name(committed_db: Database, settings: Settings) -> None:
-    app = create_app(settings, db=committed_db)
+def test_simultaneous_submissions_of_one_name(settings: Settings, sql: SqlSession) -> None:
+    app = create_app(settings, reconcile=False)
     with TestClient(app, headers=AUTH) as c:
         assert c.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
         barrier = threading.Barrier(4)
@@ -417,6 +417,6 @@ def test_simultaneous_submissions_of_one_name(committed_db: Database, settings: 
         for t in threads:
             t.join()
     assert sorted(codes) == [201, 409, 409, 409]
-    with committed_db.session() as s:
+    with sql() as s:
         assert s.scalar(select(func.count()).select_from(Workload)) == 1
         assert s.scalar(select(func.count()).select_from(WorkloadEvent)) == 1

@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from app.auth import tokens
 from app.auth.principal import Role
-from app.db import Database
+from app.db import BlockingDatabase
 from app.models import ApiToken, AuditEntry
+from tests.conftest import SqlSession
 
 PROBLEM = "application/problem+json"
 TRAINING = {"image": "pytorch/pytorch:2.4", "compute": {"gpuDevicesRequest": 1}}
@@ -47,7 +48,7 @@ def assert_problem(r: Any, status: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def mint(db: Database) -> Mint:
+def mint(db: BlockingDatabase, sql: SqlSession) -> Mint:
     """Store a token directly and return its secret; ``expired``/``revoked`` bypass the API."""
 
     def mint(
@@ -58,31 +59,33 @@ def mint(db: Database) -> Mint:
         expired: bool = False,
         revoked: bool = False,
     ) -> str:
-        with db.session() as session:
-            token, secret = tokens.create(
-                session,
-                name=name,
-                role=role,
-                projects=list(projects),
-                expires_at=None,
-                created_by="test",
-            )
+        token, secret = db.run(
+            tokens.create,
+            name=name,
+            role=role,
+            projects=list(projects),
+            expires_at=None,
+            created_by="test",
+        )
+        with sql() as session:
+            row = session.get(ApiToken, token.id)
+            assert row is not None
             if expired:
-                token.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+                row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
             if revoked:
-                token.revoked_at = datetime.now(UTC)
+                row.revoked_at = datetime.now(UTC)
         return secret
 
     return mint
 
 
-def token_id(db: Database, name: str) -> uuid.UUID:
-    with db.session() as session:
+def token_id(sql: SqlSession, name: str) -> uuid.UUID:
+    with sql() as session:
         return session.scalars(select(ApiToken.id).where(ApiToken.name == name)).one()
 
 
-def audit_rows(db: Database) -> list[AuditEntry]:
-    with db.session() as session:
+def audit_rows(sql: SqlSession) -> list[AuditEntry]:
+    with sql() as session:
         return list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
 
 
@@ -97,7 +100,7 @@ class World:
 
 
 @pytest.fixture
-def world(client: TestClient, db: Database, mint: Mint) -> World:
+def world(client: TestClient, sql: SqlSession, mint: Mint) -> World:
     w = World()
     for name in ("team-a", "team-b"):
         assert client.post("/api/v1/projects", json={"name": name}).status_code == 201
@@ -120,5 +123,5 @@ def world(client: TestClient, db: Database, mint: Mint) -> World:
         "revoked": mint("revoked-a", "researcher", ("team-a",), revoked=True),
     }
     mint("victim", "viewer", ("team-b",))
-    w.victim = token_id(db, "victim")
+    w.victim = token_id(sql, "victim")
     return w

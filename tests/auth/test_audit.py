@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from app.db import Database
 from tests.auth.conftest import TRAINING, Mint, assert_problem, audit_rows, bearer
+from tests.conftest import SqlSession
 
 
 def entries(client: TestClient, **params: Any) -> list[dict[str, Any]]:
@@ -22,13 +22,13 @@ def entries(client: TestClient, **params: Any) -> list[dict[str, Any]]:
     return items
 
 
-def test_success_and_failure_each_leave_one_entry(client: TestClient, db: Database) -> None:
+def test_success_and_failure_each_leave_one_entry(client: TestClient, sql: SqlSession) -> None:
     assert client.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
     assert client.post("/api/v1/projects", json={"name": "team-a"}).status_code == 409
     assert client.patch("/api/v1/projects/nope", json={"description": "x"}).status_code == 404
     assert client.post("/api/v1/projects", json={"name": "Bad Name"}).status_code == 422
     assert client.get("/api/v1/projects").status_code == 200  # reads are not audited
-    rows = audit_rows(db)
+    rows = audit_rows(sql)
     assert [(r.method, r.route, r.target, r.status) for r in rows] == [
         ("POST", "/api/v1/projects", "team-a", 201),
         ("POST", "/api/v1/projects", "team-a", 409),
@@ -45,7 +45,7 @@ def test_success_and_failure_each_leave_one_entry(client: TestClient, db: Databa
 
 
 def test_a_submission_records_itself_in_the_same_statement(
-    client: TestClient, db: Database
+    client: TestClient, sql: SqlSession
 ) -> None:
     assert client.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
     r = client.post(
@@ -61,7 +61,7 @@ def test_a_submission_records_itself_in_the_same_statement(
         "/api/v1/workloads/trainings", json={"name": "w", "project": "team-a", "spec": TRAINING}
     )
     assert dup.status_code == 409
-    rows = audit_rows(db)[1:]
+    rows = audit_rows(sql)[1:]
     assert [(r.route, r.target, r.status, r.dry_run) for r in rows] == [
         ("/api/v1/workloads/trainings", r.json()["id"], 201, False),
         ("/api/v1/workloads/trainings", "team-a/w2", 200, True),
@@ -70,7 +70,7 @@ def test_a_submission_records_itself_in_the_same_statement(
 
 
 def test_policy_entries_carry_the_documents_before_and_after(
-    client: TestClient, db: Database
+    client: TestClient, sql: SqlSession
 ) -> None:
     url = "/api/v1/policies/global/trainings"
     assert client.put(url, json={"defaults": {"image": "a"}}).status_code == 201
@@ -78,7 +78,7 @@ def test_policy_entries_carry_the_documents_before_and_after(
     stale = client.put(url, json={"defaults": {"image": "c"}}, headers={"If-Match": '"x.1"'})
     assert stale.status_code == 412
     assert client.delete(url).status_code == 204
-    rows = audit_rows(db)
+    rows = audit_rows(sql)
     docs = [(r.method, r.status, r.before, r.after) for r in rows]
     doc_a = {"defaults": {"image": "a"}, "rules": {}, "inheritGlobal": False, "version": 1}
     doc_b = {"defaults": {"image": "b"}, "rules": {}, "inheritGlobal": False, "version": 2}
@@ -90,7 +90,7 @@ def test_policy_entries_carry_the_documents_before_and_after(
 
 
 def test_a_rolled_back_change_leaves_only_its_failure(
-    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, sql: SqlSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The entry of a change commits with the change: a failure after the endpoint staged it
     takes both back, and the middleware records the failure instead."""
@@ -104,13 +104,13 @@ def test_a_rolled_back_change_leaves_only_its_failure(
         client.app, headers=dict(client.headers), raise_server_exceptions=False
     )
     assert client_raising.post("/api/v1/projects", json={"name": "team-a"}).status_code == 500
-    with db.session() as session:
+    with sql() as session:
         assert session.execute(text("SELECT count(*) FROM projects")).scalar() == 0
-    assert [(r.route, r.status) for r in audit_rows(db)] == [("/api/v1/projects", 500)]
+    assert [(r.route, r.status) for r in audit_rows(sql)] == [("/api/v1/projects", 500)]
 
 
 def test_refusals_are_recorded_with_who_asked(
-    client: TestClient, anon_client: TestClient, db: Database, mint: Mint
+    client: TestClient, anon_client: TestClient, sql: SqlSession, mint: Mint
 ) -> None:
     assert client.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
     viewer = mint("viewer-a", "viewer", ("team-a",))
@@ -119,7 +119,7 @@ def test_refusals_are_recorded_with_who_asked(
     assert anon_client.delete("/api/v1/projects/team-a", headers=bearer(revoked)).status_code == 401
     assert anon_client.delete("/api/v1/projects/team-a", headers=bearer(viewer)).status_code == 403
     assert anon_client.delete("/api/v1/projects/team-b", headers=bearer(viewer)).status_code == 404
-    rows = audit_rows(db)[1:]
+    rows = audit_rows(sql)[1:]
     assert [(r.actor, r.role, r.target, r.status) for r in rows] == [
         ("anonymous", None, "team-a", 401),
         ("gone", "viewer", "team-a", 401),
@@ -165,7 +165,7 @@ def test_filters_and_pages(client: TestClient, mint: Mint) -> None:
 def test_secrets_never_reach_logs_audit_or_error_bodies(
     client: TestClient,
     anon_client: TestClient,
-    db: Database,
+    sql: SqlSession,
     mint: Mint,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -193,10 +193,10 @@ def test_secrets_never_reach_logs_audit_or_error_bodies(
     audit_dump = repr(
         [
             {c: getattr(r, c) for c in ("actor", "target", "route", "before", "after")}
-            for r in audit_rows(db)
+            for r in audit_rows(sql)
         ]
     )
-    with db.session() as session:
+    with sql() as session:
         raw = session.execute(text("SELECT * FROM audit_log")).all()
     for candidate in (secret, revoked, secret[3:20]):
         assert candidate not in caplog.text
@@ -205,7 +205,9 @@ def test_secrets_never_reach_logs_audit_or_error_bodies(
         assert all(candidate not in b for i, b in enumerate(bodies) if i != 2)
 
 
-def test_a_request_with_a_nul_character_is_recorded_too(client: TestClient, db: Database) -> None:
+def test_a_request_with_a_nul_character_is_recorded_too(
+    client: TestClient, sql: SqlSession
+) -> None:
     # PostgreSQL text and jsonb refuse U+0000: the fuzzer found such requests unrecorded.
     r = client.post(
         "/api/v1/workloads/trainings", json={"name": "w", "project": "a\x00b", "spec": TRAINING}
@@ -215,7 +217,7 @@ def test_a_request_with_a_nul_character_is_recorded_too(client: TestClient, db: 
         "/api/v1/policies/global/trainings", json={"defaults": {"image": "bad\x00image"}}
     )
     assert r.status_code == 422, r.text
-    rows = audit_rows(db)
+    rows = audit_rows(sql)
     assert [(r.route, r.target) for r in rows] == [
         ("/api/v1/workloads/trainings", "a\ufffdb/w"),
         ("/api/v1/policies/global/{workloadType}", "trainings"),

@@ -6,10 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.auth.ratelimit import RateLimiter, TooManyRequests
-from app.db import Database
-from app.main import create_app
 from tests.auth.conftest import Mint, assert_problem, bearer
-from tests.conftest import AUTH, make_settings
+from tests.conftest import AUTH, AppFactory
 
 
 def test_token_bucket_refills_over_time() -> None:
@@ -29,9 +27,9 @@ def test_token_bucket_refills_over_time() -> None:
     limiter.check("a")
 
 
-def test_rate_limit_answers_429_problem_with_retry_after(db: Database, mint: Mint) -> None:
+def test_rate_limit_answers_429_problem_with_retry_after(make_app: AppFactory, mint: Mint) -> None:
     viewer = mint("v", "viewer")
-    app = create_app(make_settings(rate_limit_per_minute=3), db=db)
+    app = make_app(rate_limit_per_minute=3)
     with TestClient(app, headers=AUTH) as c:
         for _ in range(3):
             assert c.get("/api/v1/projects").status_code == 200

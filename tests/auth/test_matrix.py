@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, text
+from sqlalchemy import Engine, text
 
 from app.audit.recorder import AuditedRoute
 from app.auth.access import DECISIONS, Decision
 from app.auth.principal import Principal, Role
 from app.config import Settings
-from app.db import Database
 from app.main import create_app
 from tests.auth.conftest import PROBLEM, SPECS, Mint, World, assert_problem, bearer
+from tests.conftest import SqlSession, restore, snapshot
 
 # Routes under /api/v1 that need no token at all.
 PUBLIC = {("GET", "/api/v1/openapi.json")}
@@ -55,11 +55,11 @@ class Req:
 
 
 Sample = Callable[[World, str], Req]
-Setup = Callable[[Database, str], None]
+Setup = Callable[[SqlSession, str], None]
 
 
-def _no_active_workloads(db: Database, project: str) -> None:
-    with db.session() as session:
+def _no_active_workloads(sql: SqlSession, project: str) -> None:
+    with sql() as session:
         session.execute(
             text("UPDATE workloads SET phase = 'Deleted', deleted_at = now() WHERE project = :p"),
             {"p": project},
@@ -164,8 +164,8 @@ ROUTE_PARAMS = [pytest.param(m, t, id=f"{m} {t}") for m, t, _ in ROUTES]
 @pytest.mark.parametrize(("method", "template"), ROUTE_PARAMS)
 def test_role_and_scope(
     client: TestClient,
-    db: Database,
-    connection: Connection,
+    sql: SqlSession,
+    engine: Engine,
     world: World,
     method: str,
     template: str,
@@ -175,16 +175,14 @@ def test_role_and_scope(
     scoped = decision.scope in ("path", "body", "resource", "query")
     wrong = []
     roles: tuple[Role, ...] = ("admin", "researcher", "viewer")
+    seeded = snapshot(engine)
     for role in roles:
         for project in ("team-a", "team-b") if scoped else ("team-a",):
-            # Each call starts from the same world: whatever it changed is rolled back.
-            savepoint = connection.begin_nested()
-            try:
-                if key in SETUPS:
-                    SETUPS[key](db, project)
-                r = call(client, SAMPLES[key](world, project), bearer(world.secrets[role]))
-            finally:
-                savepoint.rollback()
+            # Each call starts from the same world: whatever the last one changed is undone.
+            restore(engine, seeded)
+            if key in SETUPS:
+                SETUPS[key](sql, project)
+            r = call(client, SAMPLES[key](world, project), bearer(world.secrets[role]))
             want = expected(decision, role, project)
             ok = (
                 200 <= r.status_code < 300

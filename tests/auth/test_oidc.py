@@ -20,7 +20,6 @@ from jwt.algorithms import RSAAlgorithm
 from pydantic import ValidationError
 
 from app.config import Settings
-from app.db import Database
 from app.main import create_app
 from tests.auth.conftest import TRAINING, assert_problem, bearer
 from tests.conftest import make_settings
@@ -58,15 +57,19 @@ def sign(key: rsa.RSAPrivateKey, kid: str = "k1", alg: str = "RS256", **claims: 
     return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid})
 
 
-def oidc_settings(**overrides: Any) -> Settings:
-    return make_settings(oidc_issuer=ISSUER, oidc_audience=AUDIENCE, **overrides)
+def oidc_settings(base: Settings | None = None, **overrides: Any) -> Settings:
+    """``base`` (the test database's settings) with OIDC on and ``overrides``."""
+    values = {"oidc_issuer": ISSUER, "oidc_audience": AUDIENCE, **overrides}
+    if base is None:
+        return make_settings(**values)
+    return make_settings(database_url=base.database_url, **values)
 
 
 @pytest.fixture
-def oidc_client(db: Database, client: TestClient, jwks_file: Path) -> Iterator[TestClient]:
+def oidc_client(client: TestClient, jwks_file: Path, settings: Settings) -> Iterator[TestClient]:
     for name in ("team-a", "team-b"):
         assert client.post("/api/v1/projects", json={"name": name}).status_code == 201
-    app = create_app(oidc_settings(oidc_jwks_file=jwks_file), db=db)
+    app = create_app(oidc_settings(settings, oidc_jwks_file=jwks_file), reconcile=False)
     with TestClient(app) as c:
         yield c
 
@@ -175,13 +178,13 @@ def _tamper(token: str) -> str:
 
 
 def test_claim_names_are_settings(
-    db: Database, client: TestClient, jwks_file: Path, key: rsa.RSAPrivateKey
+    settings: Settings, client: TestClient, jwks_file: Path, key: rsa.RSAPrivateKey
 ) -> None:
     assert client.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
-    settings = oidc_settings(
-        oidc_jwks_file=jwks_file, oidc_role_claim="role", oidc_projects_claim="groups"
+    named = oidc_settings(
+        settings, oidc_jwks_file=jwks_file, oidc_role_claim="role", oidc_projects_claim="groups"
     )
-    with TestClient(create_app(settings, db=db)) as c:
+    with TestClient(create_app(named, reconcile=False)) as c:
         token = sign(key, role="viewer", groups=["team-a"])
         assert [p["name"] for p in c.get("/api/v1/projects", headers=bearer(token)).json()[
             "items"
@@ -220,9 +223,10 @@ def jwks_server(key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 
 def test_the_jwks_can_come_from_a_url(
-    db: Database, client: TestClient, jwks_server: str, key: rsa.RSAPrivateKey
+    settings: Settings, client: TestClient, jwks_server: str, key: rsa.RSAPrivateKey
 ) -> None:
-    with TestClient(create_app(oidc_settings(oidc_jwks_url=jwks_server), db=db)) as c:
+    app = create_app(oidc_settings(settings, oidc_jwks_url=jwks_server), reconcile=False)
+    with TestClient(app) as c:
         ok = c.get("/api/v1/projects", headers=bearer(sign(key, runplane_role="viewer")))
         assert ok.status_code == 200, ok.text
         bad = c.get("/api/v1/projects", headers=bearer(sign(new_key(), runplane_role="admin")))
@@ -248,9 +252,12 @@ def test_incomplete_oidc_settings_are_refused(overrides: dict[str, Any]) -> None
 
 
 def test_a_rotated_jwks_file_is_read_again(
-    db: Database, client: TestClient, jwks_file: Path, key: rsa.RSAPrivateKey
+    settings: Settings, client: TestClient, jwks_file: Path, key: rsa.RSAPrivateKey
 ) -> None:
-    with TestClient(create_app(oidc_settings(oidc_jwks_file=jwks_file), db=db)) as c:
+    # No credential cache: a token verified before the rotation would stay trusted for its
+    # lifetime (RUNPLANE_CREDENTIAL_CACHE_SECONDS), like a revoked API token.
+    rotating = oidc_settings(settings, oidc_jwks_file=jwks_file, credential_cache_seconds=0)
+    with TestClient(create_app(rotating, reconcile=False)) as c:
         assert c.get(
             "/api/v1/projects", headers=bearer(sign(key, runplane_role="viewer"))
         ).is_success

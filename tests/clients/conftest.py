@@ -17,9 +17,7 @@ from typing import NoReturn
 
 import pytest
 
-from app.db import Database
-from app.main import create_app
-from tests.conftest import ROOT, make_settings
+from tests.conftest import ROOT, AppFactory
 from tests.reliability.live import LiveServer
 
 BUILD = ROOT / "tools" / "clients" / "build.sh"
@@ -88,7 +86,7 @@ def generators() -> Generators:
 
 
 @pytest.fixture
-def live_api(committed_db: Database) -> Iterator[str]:
+def live_api(make_app: AppFactory) -> Iterator[str]:
     """The API served by uvicorn on 127.0.0.1 (no reconciler), on the test database."""
-    with LiveServer(create_app(make_settings(), db=committed_db)) as server:
+    with LiveServer(make_app()) as server:
         yield server.url

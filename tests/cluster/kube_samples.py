@@ -183,7 +183,7 @@ def mpijob(workload_id: str, *, name: str, namespace: str = NAMESPACE) -> Manife
     }
 
 
-# One builder per kind, keyed "apiVersion/kind" (as Observation.missing_kinds names kinds).
+# One builder per kind, keyed "apiVersion/kind".
 BY_KIND: dict[str, Callable[..., Manifest]] = {
     "v1/Service": service,
     "apps/v1/StatefulSet": statefulset,

@@ -22,14 +22,12 @@ import yaml
 from kubernetes.config import incluster_config
 
 from app.cluster.backend import (
-    MANAGED_SELECTOR,
     ClusterError,
     KindNotInstalled,
     ObjectRef,
     ObjectRejected,
 )
 from app.cluster.kubernetes import (
-    MANAGED_KINDS,
     NAMESPACE_PERMISSIONS,
     OBSERVED_KINDS,
     REQUIRED_PERMISSIONS,
@@ -38,6 +36,8 @@ from app.cluster.kubernetes import (
     TokenBucket,
     required_permissions,
 )
+from app.domain.kinds import MANAGED
+from app.domain.labels import MANAGED_SELECTOR
 from tests.cluster import kube_samples as samples
 from tests.cluster.kube_fake import FakeKubeAPI
 
@@ -130,7 +130,7 @@ def test_apply_is_a_server_side_apply_patch_to_the_object_url(
 
 
 def test_every_managed_kind_has_a_sample() -> None:
-    assert set(samples.BY_KIND) == {f"{k.api_version}/{k.kind}" for k in MANAGED_KINDS}
+    assert set(samples.BY_KIND) == {f"{k.api_version}/{k.kind}" for k in MANAGED}
 
 
 def test_apply_stores_every_object_of_each_workload_type(
@@ -305,41 +305,48 @@ def test_apply_404_for_a_crd_removed_since_discovery_raises_kind_not_installed(
     backend.apply(workload_id=wid, namespace=NS, manifests=[samples.tfjob(wid, name="d")])
 
 
-def test_observe_skips_and_reports_missing_kinds(bare_api: FakeKubeAPI) -> None:
+def listed_kubeflow(api: FakeKubeAPI, since: int) -> set[str]:
+    return {
+        str(r.url.path).rsplit("/", 1)[-1] for r in lists(api, since) if "kubeflow" in r.url.path
+    }
+
+
+def test_observe_skips_the_kinds_the_cluster_does_not_serve(bare_api: FakeKubeAPI) -> None:
     backend = make_backend(bare_api)
     observation = backend.observe()
-    assert set(observation.missing_kinds) == set(samples.KUBEFLOW_KINDS)
-    assert "install the MPI operator" in observation.missing_kinds["kubeflow.org/v2beta1/MPIJob"]
     assert observation.list_calls == N_OBSERVED - 3
-    assert not [r for r in lists(bare_api) if "kubeflow.org" in r.url.path]
+    assert listed_kubeflow(bare_api, 0) == set()
 
 
 def test_observe_notices_operators_and_crds_installed_later(bare_api: FakeKubeAPI) -> None:
     now = [1000.0]
     backend = make_backend(bare_api, missing_kind_ttl=30, clock=lambda: now[0])
     bare_api.declare("kubeflow.org/v1/pytorchjobs", "PyTorchJob")
-    assert set(backend.observe().missing_kinds) == {
-        "kubeflow.org/v1/TFJob",
-        "kubeflow.org/v2beta1/MPIJob",
-    }
+    seen = len(bare_api.requests())
+    backend.observe()
+    assert listed_kubeflow(bare_api, seen) == {"pytorchjobs"}
     bare_api.declare("kubeflow.org/v1/tfjobs", "TFJob")  # one more CRD in a served group
     bare_api.declare("kubeflow.org/v2beta1/mpijobs", "MPIJob")  # a new group-version
-    assert len(backend.observe().missing_kinds) == 2  # remembered as missing for a while
+    seen = len(bare_api.requests())
+    backend.observe()
+    assert listed_kubeflow(bare_api, seen) == {"pytorchjobs"}  # remembered as missing a while
     now[0] += 31
+    seen = len(bare_api.requests())
     observation = backend.observe()
-    assert observation.missing_kinds == {}
+    assert listed_kubeflow(bare_api, seen) == {"pytorchjobs", "tfjobs", "mpijobs"}
     assert observation.list_calls == N_OBSERVED
 
 
 def test_observe_treats_a_list_404_as_a_removed_crd(
     api: FakeKubeAPI, backend: KubernetesBackend
 ) -> None:
-    assert backend.observe().missing_kinds == {}
+    assert backend.observe().list_calls == N_OBSERVED
     api.undeclare("kubeflow.org/v1/pytorchjobs")
     observation = backend.observe()
-    assert set(observation.missing_kinds) == {"kubeflow.org/v1/PyTorchJob"}
     assert observation.list_calls == N_OBSERVED  # the failed list counts
+    seen = len(api.requests())
     assert backend.observe().list_calls == N_OBSERVED - 1
+    assert "pytorchjobs" not in listed_kubeflow(api, seen)
 
 
 # --- observe -------------------------------------------------------------------------------------
@@ -369,7 +376,8 @@ def test_observe_makes_one_list_call_per_kind_whatever_the_number_of_workloads(
         assert observation.list_calls == N_OBSERVED
         calls = lists(api, since)
         assert sorted(r.url.path for r in calls) == sorted(
-            k.collection_path() for k in OBSERVED_KINDS
+            ("/api/v1" if k.api_version == "v1" else f"/apis/{k.api_version}") + f"/{k.plural}"
+            for k in OBSERVED_KINDS
         )
         assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in calls)
         assert len(api.requests()) == since + N_OBSERVED  # discovery is cached

@@ -24,7 +24,8 @@ from app.cluster.simulation import (
     simulate,
     simulate_one,
 )
-from app.reconciler.status import DesiredPhase, WorkloadStatus, derive_status
+from app.domain.phases import DesiredPhase
+from app.reconciler.status import WorkloadStatus, derive_status
 from tests.cluster import manifests as m
 from tests.cluster.schemas import validate
 

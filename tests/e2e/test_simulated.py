@@ -15,7 +15,7 @@ from app.cluster.backend import ClusterUnreachable, Observation
 from app.cluster.simulated import SimulatedBackend
 from app.cluster.simulation import ClusterShape, Timing
 from app.config import Settings
-from app.db import Database
+from app.db import BlockingDatabase
 from app.main import create_app
 from app.reconciler.loop import Reconciler
 from tests.conftest import AUTH
@@ -100,7 +100,7 @@ class World:
 
 
 @pytest.fixture
-def world(db: Database, settings: Settings) -> Iterator[World]:
+def world(db: BlockingDatabase, settings: Settings) -> Iterator[World]:
     clock = Clock()
     backend = Flaky(
         SimulatedBackend(
@@ -111,7 +111,7 @@ def world(db: Database, settings: Settings) -> Iterator[World]:
         )
     )
     reconciler = Reconciler(db=db, backend=backend, pending_timeout=30, clock=clock)
-    with TestClient(create_app(settings, db=db), headers=AUTH) as client:
+    with TestClient(create_app(settings, reconcile=False), headers=AUTH) as client:
         assert client.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
         yield World(client, clock, backend, reconciler)
 
@@ -146,7 +146,11 @@ def test_training_goes_to_completed_with_events(world: World) -> None:
 )
 def test_every_type_reaches_running(world: World, collection: str, spec: dict[str, Any]) -> None:
     wid = world.submit(collection, "w1", spec)
-    assert "Running" in world.phases_until(wid, "Running")
+    # Every step is shown, in order: queued for the scheduler, then pulling and starting.
+    phases = world.phases_until(wid, "Running", step=0.5)
+    assert phases == ["Creating", "Pending", "Initializing", "Running"]
+    body = world.get(wid)
+    assert body["pods"]["running"] == body["pods"]["requested"] > 0
 
 
 def test_image_pull_error_is_told_at_once_and_fails_after_the_timeout(world: World) -> None:
@@ -178,6 +182,8 @@ def test_failing_training_fails_with_the_reason(world: World) -> None:
 def test_crash_loop_is_degraded(world: World) -> None:
     wid = world.submit("interactives", "c", {"image": "x", "annotations": {OUTCOME: "crash-loop"}})
     world.phases_until(wid, "Degraded", limit=100)
+    message = world.get(wid)["phaseMessage"]
+    assert "CrashLoopBackOff" in message or "crashed" in message, message
 
 
 def test_unschedulable_stays_pending_with_the_reason(world: World) -> None:
@@ -221,7 +227,8 @@ def test_cluster_away_at_submission_keeps_the_workload(world: World) -> None:
     assert body["phase"] == "Creating"
     assert "unreachable" in body["phaseMessage"]
     world.backend.down = False
-    assert "Running" in world.phases_until(wid, "Running")
+    phases = world.phases_until(wid, "Running", step=0.5)
+    assert phases == ["Creating", "Pending", "Initializing", "Running"]
 
 
 def test_status_written_only_when_it_changes(world: World) -> None:

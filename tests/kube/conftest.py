@@ -1,8 +1,8 @@
 """Fixtures for tests against a real Kubernetes control plane (see tools/k8s-testenv/README.md).
 
 ``kube_control_plane`` (session) runs etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and kwok with one fake node on 127.0.0.1, with the Kubeflow CRDs from
-``../shared/crds`` installed. It builds the binaries first when they are not cached (that can take
+kube-scheduler and kwok with one fake node on 127.0.0.1, with the Kubeflow CRDs of the pinned
+upstream modules installed. It builds the binaries first when they are not cached (that can take
 a long while on a cold machine; ``tools/k8s-testenv/build.sh`` does the same ahead of time).
 
 When the binaries can't be had, the tests here are skipped with the reason, or fail when
@@ -40,20 +40,18 @@ def kube_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tes
         import cryptography  # noqa: F401
     except ImportError:
         _unavailable("the Python package `cryptography` (for the certificates) is not installed")
-    crd_dir = testenv.shared_crd_dir()
-    if not any(crd_dir.glob("*.yaml")):
-        _unavailable(f"no CRDs in {crd_dir} (set RUNPLANE_SHARED_DIR to the shared/ folder)")
-
     log_dir = Path(os.environ.get("RUNPLANE_KUBE_LOG_DIR") or tmp_path_factory.mktemp("kube-logs"))
     build = os.environ.get("RUNPLANE_KUBE_BUILD", "1") != "0"
     t0 = time.monotonic()
     try:
-        bin_dir = testenv.find_binaries(build=build, log=log_dir / "build.log")
+        bin_dir = testenv.find_binaries(
+            [*testenv.BINARIES, testenv.CRDS], build=build, log=log_dir / "build.log"
+        )
     except testenv.BinariesUnavailable as err:
         _unavailable(str(err))
     built_in = time.monotonic() - t0
 
-    cp = testenv.ControlPlane(bin_dir=bin_dir, crd_dir=crd_dir, log_dir=log_dir)
+    cp = testenv.ControlPlane(bin_dir=bin_dir, crd_dir=testenv.crd_dir(bin_dir), log_dir=log_dir)
     cp.start()
     print(
         f"\nkube control plane: binaries ready in {built_in:.1f}s, up in {cp.startup_seconds:.1f}s"

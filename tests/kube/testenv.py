@@ -4,8 +4,9 @@ The binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwo
 Go modules by ``tools/k8s-testenv/build.sh`` into ``.cache/k8s-testenv/<versions>/bin/``; see
 ``tools/k8s-testenv/README.md``. This module finds (or builds) them, makes the certificates and a
 ``system:masters`` kubeconfig, starts the processes on random 127.0.0.1 ports, installs the
-Kubeflow CRDs from ``../shared/crds`` and waits until they are Established, registers fake kwok
-Nodes, and tears everything down again (process groups, then the temporary directory).
+Kubeflow CRDs that build.sh took from the pinned upstream modules (``<versions>/crds/kubeflow``)
+and waits until they are Established, registers fake kwok Nodes, and tears everything down
+again (process groups, then the temporary directory).
 
 Only loopback addresses are listened on or connected to. ``--service-cluster-ip-range`` and kwok's
 pod CIDR are bookkeeping inside the API server: no process routes to them. Fake nodes report
@@ -46,6 +47,7 @@ VERSIONS_FILE = TOOLS_DIR / "versions.env"
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KWOK_STAGES_FILE = "kwok-stages.yaml"  # written by build.sh beside bin/
+CRDS = "crds"  # build.sh's name for the upstream CRDs, which it writes into crds/ beside bin/
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 KWOK_POD_CIDR = "10.244.0.0/16"
@@ -87,7 +89,21 @@ def default_bin_dir() -> Path:
 
 
 def _missing(bin_dir: Path, names: Iterable[str]) -> list[str]:
-    return [n for n in names if not os.access(bin_dir / n, os.X_OK)]
+    return [
+        n
+        for n in names
+        if not (
+            (bin_dir.parent / CRDS / ".stamp").is_file()
+            if n == CRDS
+            else os.access(bin_dir / n, os.X_OK)
+        )
+    ]
+
+
+def crd_dir(bin_dir: Path, project: str = "kubeflow") -> Path:
+    """The CRDs build.sh took from the pinned modules: ``kubeflow`` (PyTorchJob, TFJob, MPIJob
+    v2beta1) or ``kueue``."""
+    return bin_dir.parent / CRDS / project
 
 
 def find_binaries(
@@ -795,17 +811,10 @@ def install_crds(api_client: Any, files: Iterable[Path], timeout: float = 60.0) 
     return names
 
 
-def shared_crd_dir() -> Path:
-    """``$RUNPLANE_SHARED_DIR/crds``, else ``<repo>/../shared/crds``."""
-    shared = os.environ.get("RUNPLANE_SHARED_DIR")
-    base = Path(shared) if shared else REPO_ROOT.parent / "shared"
-    return base / "crds"
-
-
 @contextlib.contextmanager
 def running(**kwargs: Any) -> Iterator[ControlPlane]:
     """Find/build the binaries and run a control plane for the duration of the block."""
-    names = ["etcd", "kube-apiserver"]
+    names = ["etcd", "kube-apiserver", CRDS]
     if kwargs.get("controller_manager", True):
         names.append("kube-controller-manager")
     if kwargs.get("scheduler", True):
@@ -813,7 +822,7 @@ def running(**kwargs: Any) -> Iterator[ControlPlane]:
     if kwargs.get("kwok", True):
         names.append("kwok")
     bin_dir = find_binaries(names)
-    kwargs.setdefault("crd_dir", shared_crd_dir())
+    kwargs.setdefault("crd_dir", crd_dir(bin_dir))
     with ControlPlane(bin_dir=bin_dir, **kwargs) as cp:
         yield cp
 

@@ -16,11 +16,11 @@ from app.cluster.backend import ClusterError, ClusterUnreachable, Manifest, Obje
 from app.cluster.simulated import SimulatedBackend
 from app.cluster.simulation import ClusterShape, Timing
 from app.config import Settings
-from app.db import Database
+from app.db import BlockingDatabase
 from app.main import create_app
 from app.models import SimulatedWorkload, Workload, WorkloadEvent
 from app.reconciler.loop import Reconciler
-from tests.conftest import AUTH
+from tests.conftest import AUTH, SqlSession
 
 FAULT_SHARE = 0.3
 WORKLOADS = 30
@@ -95,14 +95,14 @@ class Faulty:
 
 
 @pytest.fixture
-def client(db: Database, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, db=db), headers=AUTH) as c:
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, reconcile=False), headers=AUTH) as c:
         assert c.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
         yield c
 
 
-def events_by_reason(db: Database, reason: str) -> Counter[str]:
-    with db.session() as s:
+def events_by_reason(sql: SqlSession, reason: str) -> Counter[str]:
+    with sql() as s:
         rows = s.execute(
             select(WorkloadEvent.workload_id, func.count())
             .where(WorkloadEvent.reason == reason)
@@ -112,7 +112,7 @@ def events_by_reason(db: Database, reason: str) -> Counter[str]:
 
 
 def test_a_flaky_cluster_loses_nothing_and_applies_nothing_twice(
-    db: Database, client: TestClient
+    db: BlockingDatabase, client: TestClient, sql: SqlSession
 ) -> None:
     clock = Clock()
     backend = Faulty(
@@ -168,7 +168,7 @@ def test_a_flaky_cluster_loses_nothing_and_applies_nothing_twice(
             break
     assert phases == expected, {w: (phases[w], p) for w, p in expected.items() if phases[w] != p}
 
-    with db.session() as s:
+    with sql() as s:
         outbox = s.scalar(
             select(func.count()).where(Workload.applied_generation < Workload.generation)
         )
@@ -178,7 +178,7 @@ def test_a_flaky_cluster_loses_nothing_and_applies_nothing_twice(
 
     # The reconciler re-sends a call only when its answer was lost: every call that reached
     # the cluster is either the one the reconciler recorded or a retry after a lost answer.
-    applied, delete_sent = events_by_reason(db, "Applied"), events_by_reason(db, "DeleteSent")
+    applied, delete_sent = events_by_reason(sql, "Applied"), events_by_reason(sql, "DeleteSent")
     for wid in ids:
         sent = backend.applies[wid] + backend.deletes[wid]
         recorded = applied[wid] + delete_sent[wid]
@@ -188,7 +188,7 @@ def test_a_flaky_cluster_loses_nothing_and_applies_nothing_twice(
 
 
 def test_status_reads_unknown_while_listing_fails_and_recovers(
-    db: Database, client: TestClient
+    db: BlockingDatabase, client: TestClient, sql: SqlSession
 ) -> None:
     clock = Clock()
     backend = Faulty(
@@ -221,5 +221,5 @@ def test_status_reads_unknown_while_listing_fails_and_recovers(
     clock.now += timedelta(seconds=1)
     reconciler.cycle()
     assert client.get(f"/api/v1/workloads/{wid}").json()["phase"] == "Running"
-    with db.session() as s:
+    with sql() as s:
         assert s.scalar(select(func.count()).select_from(SimulatedWorkload)) == 1

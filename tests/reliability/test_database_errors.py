@@ -5,11 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 
-from app.db import Database, make_engine
+from app.db import Database
 from app.main import create_app
-from tests.conftest import AUTH, make_settings
+from tests.conftest import AUTH, AppFactory, make_settings
 
 UNREACHABLE = "postgresql+psycopg://runplane@/runplane?host=/nonexistent-socket-dir"
 
@@ -39,29 +38,21 @@ def assert_unavailable(r: httpx.Response) -> None:
     ],
 )
 def test_an_unreachable_database_is_503(method: str, path: str, body: object) -> None:
-    db = Database.from_url(UNREACHABLE, pool_size=1)
-    try:
-        with TestClient(create_app(make_settings(), db=db), headers=AUTH) as client:
-            assert_unavailable(client.request(method, path, json=body))
-            ready = client.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.headers["content-type"].startswith("application/problem+json")
-    finally:
-        db.dispose()
+    settings = make_settings(database_url=UNREACHABLE, database_pool_timeout=0.5)
+    with TestClient(create_app(settings, reconcile=False), headers=AUTH) as client:
+        assert_unavailable(client.request(method, path, json=body))
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.headers["content-type"].startswith("application/problem+json")
 
 
-def test_an_exhausted_pool_is_503(engine: Engine) -> None:
+def test_an_exhausted_pool_is_503(make_app: AppFactory) -> None:
     """Every connection busy for longer than the pool waits: overloaded, so retry later."""
-    url = engine.url.render_as_string(hide_password=False)
-    busy = make_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2)
-    db = Database(busy)
-    held = busy.connect()  # the only connection
-    try:
-        with TestClient(create_app(make_settings(), db=db), headers=AUTH) as client:
-            assert_unavailable(client.get("/api/v1/workloads"))
-        held.close()
-        with TestClient(create_app(make_settings(), db=db), headers=AUTH) as client:
-            assert client.get("/api/v1/workloads").status_code == 200
-    finally:
-        held.close()
-        busy.dispose()
+    app = make_app(database_pool_size=1, database_pool_timeout=0.2)
+    with TestClient(app, headers=AUTH) as client:
+        db: Database = app.state.db
+        assert client.portal is not None
+        held = client.portal.call(db.pool.getconn)  # the only connection
+        assert_unavailable(client.get("/api/v1/workloads"))
+        client.portal.call(db.pool.putconn, held)
+        assert client.get("/api/v1/workloads").status_code == 200

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from app import embedded, migrations
-from app.db import Database
 from app.main import create_app
 from app.models import Workload
 from tests.conftest import AUTH, make_settings
@@ -104,8 +103,10 @@ def test_postgres_crash_and_restart_under_load(private_pg: PrivatePostgres) -> N
     setup = create_engine(url)
     migrations.upgrade(setup)
     setup.dispose()
-    db = Database.from_url(url, pool_size=4)
-    app = create_app(make_settings(), db=db)
+    app = create_app(
+        make_settings(database_url=url, database_pool_size=4, database_pool_timeout=1),
+        reconcile=False,
+    )
     tally = Tally()
     with LiveServer(app) as live, httpx.Client(base_url=live.url, headers=AUTH) as probe:
         assert probe.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
@@ -151,7 +152,6 @@ def test_postgres_crash_and_restart_under_load(private_pg: PrivatePostgres) -> N
         assert recovered_in < 30
         assert probe.get("/api/v1/workloads", params={"limit": 1}).status_code == 200
 
-    db.dispose()
     check = create_engine(url)
     with check.connect() as conn:
         stored = dict(conn.execute(select(Workload.name, Workload.id)).all())

@@ -1,10 +1,10 @@
-"""Fuzz the committed OpenAPI contract in process, with every schemathesis phase: explicit
-examples, coverage (boundary and invalid values of each parameter), fuzzing (valid and invalid
-requests) and stateful sequences that follow the document's links (create a project or a
-workload, then read, update, suspend, resume or delete it). Each answer is checked against the
-document.
+"""Fuzz the committed OpenAPI contract against a live server, with every schemathesis phase:
+explicit examples, coverage (boundary and invalid values of each parameter), fuzzing (valid and
+invalid requests) and stateful sequences that follow the document's links (create a project or
+a workload, then read, update, suspend, resume or delete it). Each answer is checked against
+the document.
 
-The seed differs per run (``tests/conftest.py`` picks it; pytest prints it in its header) and a
+The seed differs per run (``tests/conftest.py`` picks it; pytest prints it at the end) and a
 failure names it: ``FUZZ_SEED=<seed> make fuzz`` replays the run. The default run has a small
 budget (``FUZZ_EXAMPLES`` per operation, ``FUZZ_STEPS`` per stateful scenario); ``make fuzz``
 a large one.
@@ -25,10 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, seed, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
@@ -42,11 +41,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
     use_after_free,
 )
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine, text
 
-from app.db import Database
 from app.main import create_app
-from tests.conftest import AUTH, ROOT, make_settings
+from tests.conftest import AUTH, ROOT, TABLES, make_settings, restore, snapshot
+from tests.reliability.live import LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -115,12 +114,11 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
     negative_data_rejection,
+    ignored_auth,
     problem_json,
     no_server_paths,
 ]
-# In sequences only: ignored_auth repeats a call without the token, which needs the transport
-# settings a state machine passes along.
-STATEFUL_CHECKS = [*CHECKS, ignored_auth, gone_after_delete, ensure_resource_availability]
+STATEFUL_CHECKS = [*CHECKS, gone_after_delete, ensure_resource_availability]
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -131,14 +129,13 @@ SETTINGS = settings(
 
 
 @pytest.fixture(scope="module")
-def app(engine: Engine) -> Iterator[FastAPI]:
-    """One app for every operation, on a connection whose outer transaction is rolled back at
-    the end: what one operation's examples create (projects, policies, workloads, tokens) is
-    there for the next operation's, as in a real service, and nothing outlives the module."""
-    connection = engine.connect()
-    outer = connection.begin()
-    app = create_app(make_settings(), db=Database(connection))
-    with TestClient(app, headers=AUTH) as client:
+def live(engine: Engine) -> Iterator[str]:
+    """One server for every operation, over real HTTP: what one operation's examples create
+    (projects, policies, workloads, tokens) is there for the next operation's, as in a real
+    service; the tables are emptied afterwards."""
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(make_settings(database_url=url), reconcile=False)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, headers=AUTH) as client:
         for name in ("team-a", "0", "a"):
             assert client.post("/api/v1/projects", json={"name": name}).status_code == 201
         submitted = client.post(
@@ -151,12 +148,9 @@ def app(engine: Engine) -> Iterator[FastAPI]:
             json={"rules": {"image": {"pattern": "[a-z0-9./:_-]+"}}},
         )
         assert policy.status_code in (200, 201), policy.text
-        # The probes some checks send of their own (ignored_auth) go to the schema's app.
-        schema.app = app
-        yield app
-    schema.app = None
-    outer.rollback()
-    connection.close()
+        yield server.url
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {TABLES} CASCADE"))
 
 
 @pytest.fixture(autouse=True)
@@ -170,31 +164,27 @@ def _nothing_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> Iterator[No
 
 @schema.parametrize()
 @settings(SETTINGS)
-def test_operation_honours_the_contract(case: Any, app: FastAPI) -> None:
+def test_operation_honours_the_contract(case: Any, live: str) -> None:
     try:
-        case.call_and_validate(app=app, headers=AUTH, checks=CHECKS)
+        case.call_and_validate(base_url=live, headers=AUTH, checks=CHECKS)
     except BaseException as exc:
         exc.add_note(REPLAY)
         raise
 
 
-def test_linked_operations_honour_the_contract(app: FastAPI) -> None:
-    connection: Connection = app.state.db.bind
+def test_linked_operations_honour_the_contract(live: str, engine: Engine) -> None:
+    start = snapshot(engine)
 
     class Workflow(schema.as_state_machine()):  # type: ignore[misc]
-        # Each sequence starts from the same data and leaves nothing behind: Hypothesis replays
-        # a failing sequence to shrink it, and a replay that met the first run's leftovers
-        # (a name now taken, a project now deleted) would take another path.
+        # Each sequence starts from the same data: Hypothesis replays a failing sequence to
+        # shrink it, and a replay that met the first run's leftovers (a name now taken, a
+        # project now deleted) would take another path.
         def setup(self) -> None:
-            self.scenario = connection.begin_nested()
+            restore(engine, start)
             super().setup()
 
-        def teardown(self) -> None:
-            super().teardown()
-            self.scenario.rollback()
-
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"app": app, "headers": AUTH}
+            return {"base_url": live, "headers": AUTH}
 
         def validate_response(
             self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
@@ -208,3 +198,5 @@ def test_linked_operations_honour_the_contract(app: FastAPI) -> None:
     except BaseException as exc:
         exc.add_note(REPLAY)
         raise
+    finally:
+        restore(engine, start)

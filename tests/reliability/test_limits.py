@@ -16,10 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from app.db import Database
 from app.main import create_app
-from app.models import Base
-from tests.conftest import AUTH, make_settings
+from tests.conftest import AUTH, TABLES, make_settings
 from tests.reliability.live import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -36,7 +34,8 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(engine: Engine) -> Iterator[Live]:
-    app = create_app(make_settings(), db=Database(engine))
+    url = engine.url.render_as_string(hide_password=False)
+    app = create_app(make_settings(database_url=url), reconcile=False)
     with LiveServer(app) as server, httpx.Client(base_url=server.url, headers=AUTH) as c:
         for project in ("team-a", "strict"):
             assert c.post("/api/v1/projects", json={"name": project}).status_code == 201
@@ -46,9 +45,8 @@ def live(engine: Engine) -> Iterator[Live]:
         )
         assert r.status_code == 201, r.text
         yield Live(server.url, itertools.count())
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        conn.execute(text(f"TRUNCATE {TABLES} CASCADE"))
 
 
 def _post(path: str, **kw: Any) -> Callable[[httpx.Client], httpx.Response]:

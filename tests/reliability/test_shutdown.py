@@ -16,10 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from app.db import Database
 from app.models import Workload
 from app.reconciler.loop import LOCK_KEY
-from tests.conftest import ADMIN_TOKEN, AUTH
+from tests.conftest import ADMIN_TOKEN, AUTH, SqlSession
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +56,12 @@ def wait_until(condition: object, *, seconds: float, what: str) -> None:
 
 
 def test_sigterm_finishes_the_request_in_flight_and_releases_the_lock(
-    committed_db: Database, tmp_path: Path
+    engine: Engine, database: str, sql: SqlSession, tmp_path: Path
 ) -> None:
-    engine = committed_db.engine
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "DATABASE_URL": database,
         "RUNPLANE_ADMIN_TOKEN": ADMIN_TOKEN,
         "RUNPLANE_RECONCILE_INTERVAL": "0.2",
         "RUNPLANE_LOG_LEVEL": "INFO",
@@ -128,5 +126,5 @@ def test_sigterm_finishes_the_request_in_flight_and_releases_the_lock(
     assert "Application shutdown complete" in output, output[-3000:]
     assert "timeout graceful shutdown exceeded" not in output
     assert advisory_locks(engine) == 0
-    with committed_db.session() as s:
+    with sql() as s:
         assert s.scalar(select(func.count()).where(Workload.name == "in-flight")) == 1

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.rendering import RenderContext, RenderError, check, render
-from app.rendering.common import (
+from app.domain.labels import (
     KAI_QUEUE_LABEL,
     KUEUE_QUEUE_LABEL,
     MANAGED_BY_LABEL,
@@ -17,6 +16,7 @@ from app.rendering.common import (
     WORKLOAD_NAME_LABEL,
     WORKLOAD_TYPE_LABEL,
 )
+from app.rendering import RenderContext, RenderError, check, render
 from app.rendering.validation import validate_manifest
 from tests.rendering.cases import matrix
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
+from app.domain.labels import WORKLOAD_ID_LABEL
 from app.rendering import RenderContext, RenderError, check, render
-from app.rendering.common import WORKLOAD_ID_LABEL
 from app.rendering.validation import validate_manifest
 from tests.rendering.strategies import contexts
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,20 +235,6 @@ def test_other_builtin_kinds_validate() -> None:
     assert validate_manifest(pod_obj) == []
     pod_obj["spec"]["containers"][0]["name"] = "C"
     assert validate_manifest(pod_obj)
-
-
-def test_crd_directory_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    assert validation.crd_dir().resolve().is_dir()
-    monkeypatch.setenv("RUNPLANE_SHARED_DIR", str(tmp_path))
-    assert validation.crd_dir() == tmp_path / "crds"
-    problems = validate_manifest(PYTORCH)
-    assert len(problems) == 1
-    assert "CustomResourceDefinition" in problems[0]
-    shared = Path(__file__).resolve().parents[2] / ".." / "shared"
-    monkeypatch.setenv("RUNPLANE_SHARED_DIR", str(shared))
-    assert validate_manifest(PYTORCH) == []
 
 
 def test_validation_is_fast_once_loaded() -> None:

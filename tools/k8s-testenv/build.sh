@@ -3,7 +3,9 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler  (k8s.io/kubernetes, ./go.mod)
 #   etcd                                                      (go.etcd.io/etcd/server/v3, ./go.mod)
 #   kwok                                                      (sigs.k8s.io/kwok, ./kwok/go.mod)
-# into <repo>/.cache/k8s-testenv/<versions>/bin/ and prints that directory on stdout.
+# into <repo>/.cache/k8s-testenv/<versions>/bin/ and prints that directory on stdout; and
+#   crds: the Kubeflow and Kueue CRDs, taken from the pinned modules (versions.env) as the Go
+#         module proxy serves them, into <versions>/crds/{kubeflow,kueue}/ beside bin/.
 # Idempotent: exits at once when the binaries are there and were built from the same inputs.
 #
 # Env: K8S_TESTENV_CACHE  the cache root (default <repo>/.cache/k8s-testenv)
@@ -37,7 +39,7 @@ minor_patch="${KUBERNETES_VERSION#v1.}"
 bad="$(grep -E '^[[:space:]]*k8s\.io/[a-z0-9-]+ => ' "$here/go.mod" | grep -v " v0\.${minor_patch}\$" || true)"
 [ -z "$bad" ] || die "staging replaces not pinned to v0.${minor_patch}: $bad"
 
-all=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+all=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok crds)
 want=(${K8S_TESTENV_ONLY:-${all[@]}})
 
 cache_root="${K8S_TESTENV_CACHE:-$repo/.cache/k8s-testenv}"
@@ -56,16 +58,26 @@ done
 recipe=1
 go_version="$(go env GOVERSION)"
 inputs_hash="$( { echo "recipe=$recipe $go_version CGO_ENABLED=0 -trimpath $kube_ldflags"
-  cat "$here/versions.env" "$here/go.mod" "$here/go.sum" "$here/kwok/go.mod" "$here/kwok/go.sum"
+  grep -E '^(KUBERNETES|ETCD|KWOK)_VERSION=' "$here/versions.env"
+  cat "$here/go.mod" "$here/go.sum" "$here/kwok/go.mod" "$here/kwok/go.sum"
 } | sha256sum | cut -c1-16)"
 stages="$dir/kwok-stages.yaml"
+crds="$dir/crds"
+crds_hash="$( { echo "crds recipe=1"; grep -E '^(TRAINING_OPERATOR|MPI_OPERATOR|KUEUE)_VERSION=' "$here/versions.env"
+} | sha256sum | cut -c1-16)"
+
+built() { # <name>: is it there, from these inputs?
+  if [ "$1" = crds ]; then
+    [ "$(cat "$crds/.stamp" 2>/dev/null)" = "$crds_hash" ]
+  else
+    [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.stamp" 2>/dev/null)" = "$inputs_hash" ] \
+      && { [ "$1" != kwok ] || [ -s "$stages" ]; }
+  fi
+}
 
 up_to_date() {
   local name
-  for name in "${want[@]}"; do
-    [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.stamp" 2>/dev/null)" = "$inputs_hash" ] || return 1
-    [ "$name" != kwok ] || [ -s "$stages" ] || return 1
-  done
+  for name in "${want[@]}"; do built "$name" || return 1; done
 }
 
 if up_to_date; then echo "$bin"; exit 0; fi
@@ -107,10 +119,41 @@ write_kwok_stages() {
   mv -f "$stages.tmp" "$stages"
 }
 
+# The directory of <module>@<version> in the module cache, downloaded through the proxy if need
+# be. The proxy serves exact versions even where it refuses to list a module's versions.
+module_dir() { # <module> <version>
+  local tmp out
+  tmp="$(mktemp -d)"
+  out="$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "$1@$2")" || { rm -rf "$tmp"; die "go mod download $1@$2 failed"; }
+  rm -rf "$tmp"
+  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$out"
+}
+
+# Only the CRDs: kubeflow/ (PyTorchJob and TFJob from the training operator, MPIJob v2beta1 from
+# the MPI operator, whose file also holds its Deployment and RBAC: readers take the
+# CustomResourceDefinition documents) and kueue/ (all of Kueue's).
+write_crds() {
+  local training mpi kueue
+  training="$(module_dir github.com/kubeflow/training-operator "$TRAINING_OPERATOR_VERSION")"
+  mpi="$(module_dir github.com/kubeflow/mpi-operator "$MPI_OPERATOR_VERSION")"
+  kueue="$(module_dir sigs.k8s.io/kueue "$KUEUE_VERSION")"
+  rm -rf "$crds.tmp"
+  mkdir -p "$crds.tmp/kubeflow" "$crds.tmp/kueue"
+  install -m 0644 "$training/manifests/base/crds/kubeflow.org_pytorchjobs.yaml" \
+    "$training/manifests/base/crds/kubeflow.org_tfjobs.yaml" "$crds.tmp/kubeflow/"
+  install -m 0644 "$mpi/deploy/v2beta1/mpi-operator.yaml" "$crds.tmp/kubeflow/"
+  install -m 0644 "$kueue"/config/components/crd/bases/*.yaml "$crds.tmp/kueue/"
+  echo "$crds_hash" > "$crds.tmp/.stamp"
+  rm -rf "$crds"
+  mv "$crds.tmp" "$crds"
+  echo "k8s-testenv build: crds <- training-operator $TRAINING_OPERATOR_VERSION, mpi-operator $MPI_OPERATOR_VERSION, kueue $KUEUE_VERSION" >&2
+}
+
 t0=$(date +%s)
 for name in "${want[@]}"; do
-  if [ -x "$bin/$name" ] && [ "$(cat "$bin/.$name.stamp" 2>/dev/null)" = "$inputs_hash" ]; then
-    [ "$name" != kwok ] || [ -s "$stages" ] || write_kwok_stages
+  if built "$name"; then continue; fi
+  if [ "$name" = kwok ] && [ -x "$bin/kwok" ] && [ "$(cat "$bin/.kwok.stamp" 2>/dev/null)" = "$inputs_hash" ]; then
+    write_kwok_stages
     continue
   fi
   case "$name" in
@@ -121,6 +164,8 @@ for name in "${want[@]}"; do
     kwok)
       gobuild "$here/kwok" "$bin/kwok" "-s -w" "sigs.k8s.io/kwok/cmd/kwok"
       write_kwok_stages ;;
+    crds)
+      write_crds ;;
     *) die "unknown binary '$name' (known: ${all[*]})" ;;
   esac
 done

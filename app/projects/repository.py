@@ -1,0 +1,107 @@
+"""The projects table: every statement about projects, and the project row."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from app.db import Conn
+from app.sql import columns, fetch_all, fetch_one, in_scope
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRow:
+    id: uuid.UUID
+    name: str
+    namespace: str
+    description: str
+    quota_gpu: Decimal | None
+    quota_cpu: str | None
+    quota_memory: str | None
+    node_pools: list[str]
+    queue: str | None
+    scheduler: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+_COLUMNS = columns(ProjectRow)
+
+
+class NameTaken(Exception):
+    """The name or the namespace belongs to another project; ``field`` says which."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+async def get_by_name(conn: Conn, name: str, *, scope: list[str] | None) -> ProjectRow | None:
+    return await fetch_one(
+        conn,
+        ProjectRow,
+        f"SELECT {_COLUMNS} FROM projects WHERE name = %(name)s AND {in_scope('name')}",
+        {"name": name, "scope": scope},
+    )
+
+
+async def insert(conn: Conn, values: dict[str, Any]) -> ProjectRow:
+    """Insert a project from ``values`` (column -> value); the database fills the rest."""
+    names = ", ".join(values)
+    placeholders = ", ".join(f"%({k})s" for k in values)
+    try:
+        row = await fetch_one(
+            conn,
+            ProjectRow,
+            f"INSERT INTO projects ({names}) VALUES ({placeholders}) RETURNING {_COLUMNS}",
+            values,
+        )
+    except psycopg.errors.UniqueViolation as exc:
+        taken = "namespace" if "namespace" in (exc.diag.constraint_name or "") else "name"
+        raise NameTaken(taken) from None
+    assert row is not None
+    return row
+
+
+async def update(conn: Conn, project_id: uuid.UUID, values: dict[str, Any]) -> ProjectRow:
+    assignments = "".join(f"{k} = %({k})s, " for k in values)
+    row = await fetch_one(
+        conn,
+        ProjectRow,
+        f"UPDATE projects SET {assignments}updated_at = now() WHERE id = %(id)s"
+        f" RETURNING {_COLUMNS}",
+        {**values, "id": project_id},
+    )
+    assert row is not None
+    return row
+
+
+async def list_after(
+    conn: Conn, *, after: str | None, limit: int, scope: list[str] | None
+) -> list[ProjectRow]:
+    return await fetch_all(
+        conn,
+        ProjectRow,
+        f"SELECT {_COLUMNS} FROM projects WHERE {in_scope('name')}"
+        " AND (%(after)s::text IS NULL OR name > %(after)s) ORDER BY name LIMIT %(limit)s",
+        {"after": after, "limit": limit, "scope": scope},
+    )
+
+
+async def delete_if_idle(conn: Conn, project_id: uuid.UUID) -> bool:
+    """Delete the project unless one of its workloads is not yet ``Deleted``; whether it was.
+
+    Its deleted workloads stay readable by id (SPEC §4): they keep the project's name, and their
+    link to the project row is cleared (``ON DELETE SET NULL``)."""
+    cursor = await conn.execute(
+        "DELETE FROM projects p WHERE p.id = %s AND NOT EXISTS"
+        " (SELECT 1 FROM workloads w WHERE w.project_id = p.id AND w.phase <> 'Deleted')"
+        " RETURNING p.id",
+        (project_id,),
+    )
+    return await cursor.fetchone() is not None

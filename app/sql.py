@@ -1,0 +1,85 @@
+"""What every repository shares: typed rows, keyset pages, and the caller's project scope."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, LiteralString, TypeVar
+
+from psycopg.rows import class_row
+
+from app.auth.principal import Principal
+from app.db import Conn
+
+R = TypeVar("R")
+
+
+def columns(row_type: type[Any], alias: str = "") -> LiteralString:
+    """The select list of a row dataclass: its fields are its table's columns."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + f.name for f in dataclasses.fields(row_type))
+
+
+async def fetch_one(
+    conn: Conn, row_type: type[R], query: LiteralString, params: Any = None
+) -> R | None:
+    cursor = conn.cursor(row_factory=class_row(row_type))
+    await cursor.execute(query, params)
+    return await cursor.fetchone()
+
+
+async def fetch_all(conn: Conn, row_type: type[R], query: Any, params: Any = None) -> list[R]:
+    cursor = conn.cursor(row_factory=class_row(row_type))
+    await cursor.execute(query, params)
+    return await cursor.fetchall()
+
+
+def page(
+    rows: Sequence[R], limit: int, cursor_of: Callable[[R], str]
+) -> tuple[list[R], str | None]:
+    """A keyset page from ``limit + 1`` rows: the items, and the next cursor if there are more."""
+    items = list(rows[:limit])
+    return items, cursor_of(items[-1]) if len(rows) > limit and items else None
+
+
+def scope(principal: Principal | None) -> list[str] | None:
+    """The project names a principal may see, for ``%(scope)s``; None means every project."""
+    if principal is None or principal.is_admin:
+        return None
+    return sorted(principal.projects)
+
+
+# `project = ANY(%(scope)s)` for a scoped principal; true for everyone else.
+IN_SCOPE: LiteralString = "(%(scope)s::text[] IS NULL OR {column} = ANY(%(scope)s::text[]))"
+
+
+def in_scope(column: LiteralString) -> LiteralString:
+    return IN_SCOPE.replace("{column}", column)
+
+
+def insert_select(
+    table: LiteralString,
+    columns: tuple[LiteralString, ...],
+    *,
+    source: LiteralString,
+    record: LiteralString,
+    overrides: dict[LiteralString, LiteralString] | None = None,
+    where: LiteralString = "true",
+) -> LiteralString:
+    """``INSERT INTO table (columns)`` from JSON objects, one per row of ``source``: each row's
+    ``record`` (a jsonb expression) is read as a row of the table, so every column keeps its type
+    and every column not listed gets its database default. ``overrides`` are column -> SQL
+    expressions taken from ``source`` instead (a time set by the same statement); ``where``
+    filters the rows of ``source``."""
+    extra = overrides or {}
+    names = ", ".join((*columns, *extra))
+    values = ", ".join((*(f"r.{c}" for c in columns), *extra.values()))
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {values}"
+        f" FROM {source}, jsonb_populate_record(NULL::{table}, {record}) r WHERE {where}"
+    )
+
+
+# ``source`` for insert_select over a JSON array parameter ``%(rows)s``, one object per row.
+JSON_ROWS: LiteralString = "jsonb_array_elements(%(rows)s::jsonb) AS x"
+JSON_ROW: LiteralString = "x.value"
