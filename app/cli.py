@@ -4,16 +4,43 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from app.config import DEV_ADMIN_TOKEN, Settings, get_settings
 from app.errors import AppError
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 log = logging.getLogger("runplane")
+
+
+def _exit_on_signals() -> None:
+    """Make SIGTERM and SIGHUP end the process the way Ctrl-C does: through the interpreter's
+    exit, so that atexit hooks run (the embedded server's stop among them).
+
+    Python's default for both is to die on the spot. A stop the user asked for is a clean
+    exit (status 0, as uvicorn's multi-worker mode and ``runplane reconcile`` answer too).
+    SIGHUP becomes SIGTERM, so that whoever handles SIGTERM at the moment (uvicorn, while it
+    serves: a graceful shutdown) handles a hang-up too.
+    """
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    def hang_up(signum: int, frame: FrameType | None) -> None:
+        signal.raise_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, hang_up)
 
 
 def _database_url(settings: Settings) -> tuple[str, bool]:
@@ -50,6 +77,43 @@ def _prepare_database(settings: Settings, *, migrate: bool) -> str:
     return url
 
 
+def serve_app() -> FastAPI:
+    """The app factory of ``runplane serve``.
+
+    A worker process (``--workers N``) also stops when its parent is gone: the parent handles
+    signals and stops the workers, but a parent killed outright (SIGKILL, the OOM killer) would
+    leave them serving on its port, on an embedded server that nobody would stop.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+
+        def stop_with_parent() -> None:
+            parent.join()
+            log.warning("the parent process %s is gone; stopping", parent.pid)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=stop_with_parent, name="parent-watch", daemon=True).start()
+    from app.main import create_app
+
+    return create_app()
+
+
+def _serve_workers(options: dict[str, Any]) -> None:
+    """uvicorn's supervisor of worker processes, where SIGHUP stops as SIGTERM does."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        # uvicorn restarts the workers on SIGHUP (gunicorn's reload). SIGHUP is also what a
+        # closing terminal sends, and Runplane's answer to it is to stop, embedded server and all.
+        def handle_hup(self) -> None:
+            log.info("Received SIGHUP, exiting.")
+            self.should_exit.set()
+
+    config = uvicorn.Config(**options)
+    Supervisor(config, sockets=[config.bind_socket()]).run()
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -62,20 +126,24 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log.warning(
             "RUNPLANE_ADMIN_TOKEN is not set; using the development token %r", DEV_ADMIN_TOKEN
         )
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=settings.log_level.lower(),
-        access_log=args.access_log,
-        timeout_graceful_shutdown=20,
+    options: dict[str, Any] = {
+        "app": "app.cli:serve_app",
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_level": settings.log_level.lower(),
+        "access_log": args.access_log,
+        "timeout_graceful_shutdown": 20,
         # Runplane reads no client address (audit records principals, rate limits are per
         # principal), so X-Forwarded-* need no parsing; and no `server` header to advertise.
-        proxy_headers=False,
-        server_header=False,
-    )
+        "proxy_headers": False,
+        "server_header": False,
+    }
+    if args.workers > 1:
+        _serve_workers(options)
+    else:
+        uvicorn.run(**options)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -86,14 +154,11 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> None:
-    import signal
-    import threading
-
     from app.reconciler.loop import run_reconciler
 
     _prepare_database(get_settings(), migrate=False)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     run_reconciler(get_settings(), stop)
 
@@ -217,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     token.set_defaults(func=cmd_token)
 
     args = parser.parse_args(argv)
+    _exit_on_signals()
     from app.observability import configure_logging
 
     settings = get_settings()

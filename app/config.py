@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Reconciler (SPEC §5, §7).
     run_reconciler: bool = True
     reconcile_interval: float = Field(default=2.0, gt=0)
+    # Every so often a cycle derives every workload's status, not only those that changed.
+    resync_seconds: float = Field(default=300.0, gt=0)
     pending_timeout: float = Field(default=300.0, gt=0)
     # How long an object the cluster keeps refusing with a retryable error (5xx, a namespace
     # stuck terminating) is retried, backing off, before its workload fails with the reason.
@@ -54,6 +56,8 @@ class Settings(BaseSettings):
     kube_create_namespaces: bool = True
     kube_qps: float = Field(default=50.0, gt=0)
     kube_burst: int = Field(default=100, ge=1)
+    # How long each watch request lasts before the API server ends it and it is resumed.
+    kube_watch_seconds: float = Field(default=300.0, ge=1)
 
     # Access control. Bearer JWTs are accepted when an issuer, an audience and a JWKS are set.
     oidc_issuer: str | None = None

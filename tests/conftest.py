@@ -8,13 +8,16 @@ test that touches it starts from empty tables: ``database`` empties them afterwa
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 from fastapi import FastAPI
@@ -35,6 +38,33 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TABLES = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGHUP (`kill`, a CI job's timeout, a closing terminal) interrupt the run as
+    Ctrl-C does, in the controller and in each xdist worker: teardown and atexit hooks run,
+    the embedded server's stop among them. By default either signal ends a process on the spot.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        # Once is enough: a second interrupt would cut short the teardown the first started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if not hasattr(config, "workerinput") and config.pluginmanager.has_plugin("dsession"):
+            # Ctrl-C reaches every process of the run; a `kill` reaches the controller alone,
+            # and xdist's workers would hear of it only once their current test ends.
+            for worker in psutil.Process().children():
+                worker.send_signal(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
+
+    # The contract fuzzer's seed (tests/reliability/test_fuzz_contract.py): a new one each run
+    # unless FUZZ_SEED is set. Chosen here, before pytest-xdist starts its workers, so that
+    # every worker inherits the same one.
+    if "FUZZ_SEED" not in os.environ and not hasattr(config, "workerinput"):
+        os.environ["FUZZ_SEED"] = str(time.time_ns() % 2**32)
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     url = os.environ.get("RUNPLANE_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
@@ -42,7 +72,8 @@ def server_url() -> str:
         return Settings(database_url=url).database_url or url
     from app import embedded
 
-    return embedded.start(ROOT / ".cache" / "test-postgres")
+    data_dir = os.environ.get("RUNPLANE_TEST_DATA_DIR") or ROOT / ".cache" / "test-postgres"
+    return embedded.start(Path(data_dir))
 
 
 @pytest.fixture(scope="session")
@@ -171,14 +202,6 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
 
     monkeypatch.setattr(psycopg.AsyncCursor, "execute", recording)
     return seen
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # The contract fuzzer's seed (tests/reliability/test_fuzz_contract.py): a new one each run
-    # unless FUZZ_SEED is set. Chosen here, before pytest-xdist starts its workers, so that
-    # every worker inherits the same one.
-    if "FUZZ_SEED" not in os.environ and not hasattr(config, "workerinput"):
-        os.environ["FUZZ_SEED"] = str(time.time_ns() % 2**32)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -9,7 +9,7 @@ what it finds by the ``runplane.io/workload-id`` label: never a call per workloa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -66,10 +66,12 @@ class Observed:
 
 @dataclass
 class Observation:
-    """Everything managed, grouped by workload id, and how many list calls it took."""
+    """Everything managed, grouped by workload id; how many list calls it took; and which
+    workloads' objects changed since the previous observation (None: any may have)."""
 
-    workloads: dict[str, Observed]
+    workloads: Mapping[str, Observed]
     list_calls: int
+    changed: frozenset[str] | None = None
 
     def of(self, workload_id: str) -> Observed:
         return self.workloads.get(workload_id) or Observed()
@@ -93,7 +95,15 @@ class ClusterBackend(Protocol):
         ...
 
     def observe(self) -> Observation:
-        """List every managed object and pod: one list call per kind."""
+        """Every managed object and pod, and what changed since the last call."""
+        ...
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when the cluster changes, if this backend can tell (else never)."""
+        ...
+
+    def close(self) -> None:
+        """Stop whatever the backend runs (watches) and release its connections."""
         ...
 
 

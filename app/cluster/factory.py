@@ -15,6 +15,7 @@ def make_backend(settings: Settings, db: BlockingDatabase) -> ClusterBackend:
             create_namespaces=settings.kube_create_namespaces,
             qps=settings.kube_qps,
             burst=settings.kube_burst,
+            watch_seconds=settings.kube_watch_seconds,
         )
     from app.cluster.simulated import SimulatedBackend
     from app.cluster.simulation import Timing, parse_nodes

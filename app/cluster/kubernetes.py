@@ -9,11 +9,12 @@ since the Python client has no client-side rate limit. :data:`REQUIRED_PERMISSIO
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import quote
@@ -22,7 +23,7 @@ import orjson
 import urllib3
 
 # The client ships py.typed but leaves some functions unannotated: hence a few type: ignores.
-from kubernetes.client import ApiClient, Configuration
+from kubernetes.client import ApiClient, Configuration, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException, load_incluster_config, load_kube_config
 
@@ -36,8 +37,8 @@ from app.cluster.backend import (
     ObjectRejected,
     Observation,
     Observed,
-    group_by_workload,
 )
+from app.cluster.informer import Informer, NotServed, run_all
 from app.domain import kinds
 from app.domain.kinds import Kind
 from app.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MANAGED_SELECTOR, WORKLOAD_ID_LABEL
@@ -225,6 +226,9 @@ class KubernetesBackend:
         page_size: int = 500,
         propagation_policy: PropagationPolicy = "Foreground",
         missing_kind_ttl: float = 30.0,
+        watch_seconds: float = 300.0,
+        stall_seconds: float | None = None,
+        sync_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -232,7 +236,10 @@ class KubernetesBackend:
 
         ``page_size`` bounds each list call (``limit``/``continue``); ``missing_kind_ttl`` is how
         long a kind found missing stays so before discovery is asked again (an operator may be
-        installed at any time).
+        installed at any time). ``watch_seconds`` is how long each watch request lasts before
+        the API server ends it and it is resumed, ``stall_seconds`` how long a silent stream is
+        trusted (default: 30 s more); ``sync_timeout`` how long :meth:`observe` waits for a
+        cache that is listing before it says the cluster is unreachable.
         """
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -251,6 +258,20 @@ class KubernetesBackend:
         self._discovery: dict[str, _Discovered] = {}
         # Namespaces known to exist (created or found): one POST per namespace per process.
         self._namespaces: set[str] = set()
+        self.watch_seconds = watch_seconds
+        self.stall_seconds = stall_seconds
+        self.sync_timeout = sync_timeout
+        # The watched cache: one informer per kind, and what they hold grouped by workload id.
+        # A workload's entry is replaced, never changed in place, so a reader's copy of the
+        # index (observe) stays as it was.
+        self._informers: dict[Kind, Informer] = {}
+        self._index: dict[str, _Entry] = {}
+        self._changed: set[str] = set()
+        self._index_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._lists_seen = 0
+        self._observed = False
+        self._wake: Callable[[], None] | None = None
 
     @classmethod
     def from_environment(
@@ -262,6 +283,7 @@ class KubernetesBackend:
         qps: float = 50,
         burst: int = 100,
         request_timeout: float = 10,
+        watch_seconds: float = 300.0,
     ) -> KubernetesBackend:
         """The service account's in-cluster config inside a pod, else kubeconfig.
 
@@ -286,12 +308,16 @@ class KubernetesBackend:
             qps=qps,
             burst=burst,
             request_timeout=request_timeout,
+            watch_seconds=watch_seconds,
         )
         backend._owns_client = True
         return backend
 
     def close(self) -> None:
-        """Release the connection pool of a client this backend built."""
+        """Stop watching, and release the connection pool of a client this backend built."""
+        self._stop.set()
+        for informer in self._informers.values():
+            informer.stop()
         if self._owns_client:
             self.api_client.close()  # type: ignore[no-untyped-call]
 
@@ -337,16 +363,104 @@ class KubernetesBackend:
             raise _error(status, data, what=what)
 
     def observe(self) -> Observation:
-        workloads: dict[str, Observed] = {}
-        calls = 0
+        """Every managed object and pod, from the watched cache: no call to the API server once
+        the informers have listed. Raises :class:`ClusterUnreachable` while a cache is known to
+        be stale (its watch failed and it has not listed again yet)."""
+        self._start()
+        deadline = self._clock() + self.sync_timeout
+        for informer in self._informers.values():
+            informer.wait_synced(max(0.0, deadline - self._clock()))
+        stale = {i.name: i.stale for i in self._informers.values() if i.stale}
+        if stale:
+            names = ", ".join(sorted(stale))
+            raise ClusterUnreachable(
+                f"the watched cache of {names} does not follow the API server: "
+                f"{next(iter(stale.values()))}"
+            )
+        with self._index_lock:
+            index = dict(self._index)
+            changed = self._changed
+            self._changed = set()
+        lists = sum(i.lists for i in self._informers.values())
+        calls, self._lists_seen = lists - self._lists_seen, lists
+        first, self._observed = not self._observed, True
+        return Observation(
+            workloads=_Snapshot(index),
+            list_calls=calls,
+            changed=None if first else frozenset(changed),
+        )
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever a watched object changes (the reconciler then cycles early)."""
+        self._wake = wake
+
+    @property
+    def informers(self) -> Mapping[Kind, Informer]:
+        """The informer of each watched kind (once :meth:`observe` has started them)."""
+        return self._informers
+
+    def _start(self) -> None:
+        if self._informers:
+            return
         for kind in OBSERVED_KINDS:
-            if not self._served(kind):
-                continue  # a missing CRD: its objects are refused when applied, with the reason
-            items, made = self._list(kind)
-            calls += made
-            if items is not None:
-                group_by_workload(items, workloads, pods=kind is kinds.POD)
-        return Observation(workloads=workloads, list_calls=calls)
+            self._informers[kind] = Informer(
+                kind.plural,
+                lister=functools.partial(self._list, kind),
+                watch_func=self._watch_func(kind),
+                on_change=functools.partial(self._changed_object, kind),
+                watch_seconds=self.watch_seconds,
+                stall_seconds=self.stall_seconds,
+                selector=MANAGED_SELECTOR,
+                recheck_missing=self.missing_kind_ttl,
+            )
+        run_all(self._informers.values(), self._stop)
+
+    def _changed_object(self, kind: Kind, before: Manifest | None, after: Manifest | None) -> None:
+        """Keep the by-workload index in step with an informer (in the informer's thread)."""
+        ids = {_workload_of(before), _workload_of(after)} - {None}
+        with self._index_lock:
+            for workload_id in ids:
+                assert workload_id is not None
+                objects, pods = self._index.get(workload_id, _EMPTY_ENTRY)
+                objects, pods = dict(objects), dict(pods)
+                for obj, present in ((before, False), (after, True)):
+                    if obj is None or _workload_of(obj) != workload_id:
+                        continue
+                    meta = obj.get("metadata") or {}
+                    name = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+                    if kind is kinds.POD:
+                        if present:
+                            pods[name] = obj
+                        else:
+                            pods.pop(name, None)
+                    elif present:
+                        obj.setdefault("apiVersion", kind.api_version)
+                        obj.setdefault("kind", kind.kind)
+                        objects[(kind.kind, *name)] = obj
+                    else:
+                        objects.pop((kind.kind, *name), None)
+                if objects or pods:
+                    self._index[workload_id] = (objects, pods)
+                else:
+                    self._index.pop(workload_id, None)
+                self._changed.add(workload_id)
+        if self._wake is not None:
+            self._wake()
+
+    def _watch_func(self, kind: Kind) -> Callable[..., Any]:
+        """The client's list function of the kind, which :class:`kubernetes.watch.Watch` calls
+        with ``watch=True``: the typed one for core kinds, the custom-objects one for the rest
+        (which answers plain dicts, and serves built-in groups as well)."""
+        if kind.group == "":
+            core = CoreV1Api(self.api_client)
+            found: Callable[..., Any] = {
+                "pods": core.list_pod_for_all_namespaces,
+                "services": core.list_service_for_all_namespaces,
+            }[kind.plural]
+            return found
+        group, version = kind.api_version.split("/")
+        custom = CustomObjectsApi(self.api_client)
+        return functools.partial(custom.list_cluster_custom_object, group, version, kind.plural)
 
     # --- apply ----------------------------------------------------------------------------------
 
@@ -432,14 +546,14 @@ class KubernetesBackend:
 
     # --- observe --------------------------------------------------------------------------------
 
-    def _list(self, kind: Kind) -> tuple[list[Manifest] | None, int]:
-        """Every managed object of a kind across namespaces, page by page; None if not served.
-
-        Answers the items and how many list calls that took. A continue token that expired
-        (410: the snapshot was compacted away) restarts the list, as a relist after a watch's 410.
-        """
-        calls = 0
+    def _list(self, kind: Kind) -> tuple[list[Manifest], str]:
+        """Every managed object of a kind across namespaces, page by page, and the list's
+        resourceVersion (to watch from). Raises :class:`NotServed` for a kind the cluster does
+        not serve. A continue token that expired (410: the snapshot was compacted away)
+        restarts the list."""
         what = f"list {kind.plural}"
+        if not self._served(kind):
+            raise NotServed(kind.key)
         for _ in range(3):
             items: list[Manifest] = []
             token: str | None = None
@@ -448,7 +562,6 @@ class KubernetesBackend:
                 if token:
                     query.append(("continue", token))
                 status, data = self._call("GET", _collection_path(kind), query=query, what=what)
-                calls += 1
                 if status == 410 and token:
                     break  # relist from the start
                 if status == 404:
@@ -456,7 +569,7 @@ class KubernetesBackend:
                     self._forget(kind)
                     if self._served(kind):
                         raise _error(status, data, what=what)
-                    return None, calls
+                    raise NotServed(kind.key)
                 if not 200 <= status < 300:
                     raise _error(status, data, what=what)
                 page = _json(data, what=what)
@@ -466,9 +579,10 @@ class KubernetesBackend:
                     item.setdefault("apiVersion", kind.api_version)
                     item.setdefault("kind", kind.kind)
                     items.append(item)
-                token = (page.get("metadata") or {}).get("continue") or None
+                meta = page.get("metadata") or {}
+                token = meta.get("continue") or None
                 if token is None:
-                    return items, calls
+                    return items, str(meta.get("resourceVersion") or "")
         raise ClusterError(f"{what}: the list kept expiring before it could be read to its end")
 
     # --- discovery ------------------------------------------------------------------------------
@@ -549,6 +663,37 @@ class KubernetesBackend:
                 f"{what}: cannot reach the Kubernetes API at {host}: {exc}"
             ) from exc
         return int(response.status), data
+
+
+# A workload's objects (by kind, namespace, name) and pods (by namespace, name).
+_Entry = tuple[dict[tuple[str, str, str], Manifest], dict[tuple[str, str], Manifest]]
+_EMPTY_ENTRY: _Entry = ({}, {})
+
+
+def _workload_of(obj: Mapping[str, Any] | None) -> str | None:
+    if obj is None:
+        return None
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    workload_id = labels.get(WORKLOAD_ID_LABEL)
+    return str(workload_id) if workload_id else None
+
+
+class _Snapshot(Mapping[str, Observed]):
+    """The cache as it was when observed, by workload id; each :class:`Observed` is made when it
+    is looked at, so that a cycle pays only for the workloads it reads."""
+
+    def __init__(self, index: dict[str, _Entry]) -> None:
+        self._index = index
+
+    def __getitem__(self, workload_id: str) -> Observed:
+        objects, pods = self._index[workload_id]
+        return Observed(objects=list(objects.values()), pods=list(pods.values()))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 def _kubeconfig_client(kubeconfig: str | None, context: str | None) -> ApiClient:

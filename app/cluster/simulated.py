@@ -146,6 +146,12 @@ class SimulatedBackend:
             now=self.clock(),
         )
 
+    def watch(self, wake: Callable[[], None]) -> None:
+        """The simulation changes with time, not by events: the reconciler's interval drives it."""
+
+    def close(self) -> None:
+        """Nothing runs in the background; the database is the reconciler's."""
+
     def delete(self, *, workload_id: str, namespace: str, objects: Sequence[ObjectRef]) -> None:
         self.db.run(_delete, workload_id=uuid.UUID(workload_id))
 

@@ -2,17 +2,21 @@
 
 Exactly one reconciler is active across processes: the leader holds a PostgreSQL advisory lock
 on a connection of its own, so a leader that dies (or loses its connection) frees the lock and a
-standby takes it at its next try, one interval later. Each cycle:
+standby takes it at its next try, one interval later. A cycle runs every interval, and at once
+when something changes: the cluster backend reports a change it watched, or the database
+notifies a new desired state (a submission, a suspend...; app.workloads.repository
+.OUTBOX_CHANNEL). Each cycle:
 
-1. observe the cluster: one list call per kind, grouped by workload id;
+1. observe the cluster (the kubernetes backend answers from its watched cache);
 2. drain the outbox: workloads whose desired state (``generation``) is ahead of what was applied
    (``applied_generation``) are applied, stopped, resumed or deleted; a cluster that is away
    leaves them in the outbox with a message, so nothing submitted is lost; an object the
    cluster keeps refusing (5xx, a namespace stuck terminating) is retried with a growing delay,
    and the workload fails with the reason after ``apply_retry_timeout``;
-3. derive every active workload's status (a pure function) and write status and an event only
-   for the workloads whose status changed;
-4. count orphans: managed objects whose workload is gone;
+3. derive the status (a pure function) of the workloads whose objects changed, of those still
+   on their way somewhere (not Running, Completed, Failed, Stopped), and of those just applied;
+   every ``resync_seconds`` of all of them; write status and an event only where it changed;
+4. on those full passes, count orphans: managed objects whose workload is gone;
 5. now and then, purge what has aged: idempotency keys after 24 hours, audit entries after the
    retention period.
 
@@ -61,6 +65,11 @@ OUTBOX_BATCH = 500
 # Retries of an object the cluster refuses for a while: from one second, doubling, at most this.
 RETRY_DELAY_MAX = timedelta(minutes=2)
 PURGE_EVERY = timedelta(minutes=10)
+# Phases that change only when the cluster does: a workload in any other phase is derived again
+# every cycle (time moves its status: a pull that is stuck for too long, a crash that ages).
+SETTLED = frozenset({"Running", "Completed", "Failed", "Stopped", "Deleted"})
+# After a wake-up, wait this long for more changes to arrive, so that a burst makes one cycle.
+COALESCE_SECONDS = 0.05
 
 
 def utcnow() -> datetime:
@@ -107,6 +116,7 @@ class Reconciler:
         pending_timeout: float,
         apply_retry_timeout: float = 600.0,
         audit_retention_days: float = 365.0,
+        resync_seconds: float = 300.0,
         clock: Callable[[], datetime] = utcnow,
         after_read: Callable[[str], None] | None = None,
     ) -> None:
@@ -115,6 +125,7 @@ class Reconciler:
         self.pending_timeout = timedelta(seconds=pending_timeout)
         self.apply_retry_timeout = timedelta(seconds=apply_retry_timeout)
         self.audit_retention_days = audit_retention_days
+        self.resync = timedelta(seconds=resync_seconds)
         self.clock = clock
         # Tests: runs between a cycle's reads and its writes ("outbox", then "status"), to race
         # the API against them.
@@ -122,6 +133,13 @@ class Reconciler:
         self._statuses: dict[uuid.UUID, tuple[str, WorkloadStatus]] = {}
         self._retrying: dict[uuid.UUID, _Retrying] = {}
         self._purged_at: datetime | None = None
+        # Workloads to derive next cycle whatever the cluster says: still on their way
+        # somewhere, or just applied.
+        self._unsettled: set[uuid.UUID] = set()
+        self._resynced_at: datetime | None = None
+        self.wake = threading.Event()
+        backend.watch(self.wake.set)
+        self.last_report: CycleReport | None = None
 
     # --- one cycle ------------------------------------------------------------------------------
 
@@ -143,6 +161,7 @@ class Reconciler:
         )
         self._purge(now)
         report.seconds = time.perf_counter() - started
+        self.last_report = report
         RECONCILE_DURATION.observe(report.seconds)
         RECONCILE_CYCLES.labels("error" if cluster_error else "ok").inc()
         return report
@@ -281,17 +300,27 @@ class Reconciler:
         cluster_error: str | None,
         report: CycleReport,
     ) -> None:
-        rows = self.db.run(workloads.active)
-        previous = self._previous_statuses(rows)
-        live: set[str] = set()
+        full = (
+            observation.changed is None
+            or self._resynced_at is None
+            or now - self._resynced_at >= self.resync
+        )
+        if full:
+            self._resynced_at = now
+            rows = self.db.run(workloads.active)
+        else:
+            assert observation.changed is not None
+            wanted = self._unsettled | {uuid.UUID(w) for w in observation.changed}
+            rows = self.db.run(workloads.active, list(wanted)) if wanted else []
+        previous = self._previous_statuses(rows, forget_others=full)
         writes: list[StatusWrite] = []
+        unsettled = set(skip)
         for row in rows:
-            workload_id = str(row.id)
-            live.add(workload_id)
             if row.id in skip or (row.applied_generation == 0 and row.desired_phase != "Deleted"):
+                unsettled.add(row.id)
                 continue  # not in the cluster yet, or applied this cycle: observed next cycle
             before = previous[row.id]
-            observed = observation.of(workload_id)
+            observed = observation.of(str(row.id))
             if before.phase == "Failed" and row.desired_phase != "Deleted":
                 if not observed.objects and not observed.pods:
                     continue  # failed before anything reached the cluster: keep the reason
@@ -306,6 +335,8 @@ class Reconciler:
                 previous=before,
                 cluster_error=cluster_error,
             )
+            if status.phase not in SETTLED or row.desired_phase == "Deleted":
+                unsettled.add(row.id)
             if not status_changed(before, status):
                 continue
             doc = status.to_dict()
@@ -331,12 +362,18 @@ class Reconciler:
             )
         if self.after_read is not None:
             self.after_read("status")
-        report.status_updates = len(self.db.run(workloads.write_statuses, writes, now=now))
-        if cluster_error is None:
-            self._count_orphans(observation, live, report)
+        written = self.db.run(workloads.write_statuses, writes, now=now)
+        report.status_updates = len(written)
+        # A write that did not land (the row changed meanwhile) is looked at again next cycle.
+        unsettled |= {w.id for w in writes} - written
+        self._unsettled = (
+            unsettled if full else (self._unsettled - {r.id for r in rows}) | unsettled
+        )
+        if full and cluster_error is None:
+            self._count_orphans(observation, {str(r.id) for r in rows}, report)
 
     def _previous_statuses(
-        self, rows: list[workloads.ActiveRow]
+        self, rows: list[workloads.ActiveRow], *, forget_others: bool
     ) -> dict[uuid.UUID, WorkloadStatus]:
         """Each row's stored status, parsed only when the row changed since the last cycle.
 
@@ -358,8 +395,9 @@ class Reconciler:
                         }
                     ),
                 )
-        self._statuses = {r.id: cached[r.id] for r in rows if r.id in cached}
-        return {ident: entry[1] for ident, entry in self._statuses.items()}
+        if forget_others:  # a full pass: what is not among the rows is gone
+            self._statuses = {r.id: cached[r.id] for r in rows if r.id in cached}
+        return {r.id: cached[r.id][1] for r in rows if r.id in cached}
 
     @staticmethod
     def _count_orphans(observation: Observation, live: set[str], report: CycleReport) -> None:
@@ -384,11 +422,16 @@ class Reconciler:
     # --- running --------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, interval: float) -> None:
-        """Stand by until this process holds the lock, then reconcile every ``interval`` s.
+        """Stand by until this process holds the lock, then reconcile every ``interval`` s, and
+        at once when woken (a change in the cluster, a new desired state in the database).
 
         Nothing ends this loop but ``stop``: whatever fails (the database, the cluster, a bug in
         a cycle), the process goes back to standing by and tries again an interval later."""
         leader: Leadership | None = None
+        listener = threading.Thread(
+            target=self._listen, args=(stop,), name="reconciler-listen", daemon=True
+        )
+        listener.start()
         try:
             while not stop.is_set():
                 try:
@@ -402,10 +445,26 @@ class Reconciler:
                     if leader is not None:
                         leader.release()
                         leader = None
-                stop.wait(interval)
+                if self.wake.wait(interval) and not stop.is_set():
+                    stop.wait(COALESCE_SECONDS)  # let a burst of changes make one cycle
+                self.wake.clear()
         finally:
+            self.wake.set()  # ends the listener's wait
             if leader is not None:
                 leader.release()
+
+    def _listen(self, stop: threading.Event) -> None:
+        """Wake the loop on each NOTIFY of a new desired state, over a connection of its own."""
+        while not stop.is_set():
+            try:
+                with psycopg.connect(conninfo(self.db.db.url), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {workloads.OUTBOX_CHANNEL}")
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake.set()
+            except psycopg.Error as exc:
+                log.warning("cannot listen for new work (%s); retrying", exc)
+                stop.wait(1.0)
 
 
 class Leadership:
@@ -450,13 +509,18 @@ def run_reconciler(settings: Settings, stop: threading.Event) -> None:
 
     assert settings.database_url
     with BlockingDatabase(settings.database_url, size=2) as db:
-        Reconciler(
-            db=db,
-            backend=make_backend(settings, db),
-            pending_timeout=settings.pending_timeout,
-            apply_retry_timeout=settings.apply_retry_timeout,
-            audit_retention_days=settings.audit_retention_days,
-        ).run(stop, interval=settings.reconcile_interval)
+        backend = make_backend(settings, db)
+        try:
+            Reconciler(
+                db=db,
+                backend=backend,
+                pending_timeout=settings.pending_timeout,
+                apply_retry_timeout=settings.apply_retry_timeout,
+                audit_retention_days=settings.audit_retention_days,
+                resync_seconds=settings.resync_seconds,
+            ).run(stop, interval=settings.reconcile_interval)
+        finally:
+            backend.close()
 
 
 _EVENT_TEXT = {

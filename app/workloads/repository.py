@@ -360,6 +360,11 @@ async def purge_idempotency_keys(conn: Conn) -> int:
     return cursor.rowcount
 
 
+# The channel that wakes the reconciler: a trigger on workloads notifies it whenever the desired
+# state changes (a submission, a suspend, resume or delete), when that transaction commits.
+OUTBOX_CHANNEL = "runplane_outbox"
+
+
 # --- the reconciler's reads and writes ------------------------------------------------------------
 
 # PostgreSQL's row version: it changes whenever anyone writes the row. The reconciler reads it
@@ -419,9 +424,19 @@ async def outbox(conn: Conn, *, limit: int) -> list[OutboxRow]:
     )
 
 
-async def active(conn: Conn) -> list[ActiveRow]:
+async def active(conn: Conn, ids: Sequence[uuid.UUID] | None = None) -> list[ActiveRow]:
+    """Every workload not yet Deleted, or those of them among ``ids``."""
+    if ids is None:
+        return await fetch_all(
+            conn,
+            ActiveRow,
+            f"SELECT {_with_xmin(ActiveRow)} FROM workloads WHERE phase <> 'Deleted'",
+        )
     return await fetch_all(
-        conn, ActiveRow, f"SELECT {_with_xmin(ActiveRow)} FROM workloads WHERE phase <> 'Deleted'"
+        conn,
+        ActiveRow,
+        f"SELECT {_with_xmin(ActiveRow)} FROM workloads WHERE id = ANY(%s) AND phase <> 'Deleted'",
+        (list(ids),),
     )
 
 

@@ -15,7 +15,7 @@ import base64
 import concurrent.futures
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -80,6 +80,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     enforce_namespaces: bool = True
     # How many of the next list calls that carry a continue token answer 410 Expired.
     expire_continue: int = 0
+    _closing: asyncio.Event | None = None
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -151,6 +152,60 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 if key not in self._objects or self._objects[key].deleted:
                     self._objects[key] = request.data
         return await super()._handle(request)
+
+    async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
+        """A watch as a real server streams it: the objects there are (as ADDED), then every
+        change, with none lost in between (kmock subscribes only after sending the objects);
+        ended after ``timeoutSeconds``, and when the fake stops."""
+        yield b""  # the headers: streaming has begun
+        resource = request.resource
+        bus = self._buses[resource]
+        async with self._lock:
+            mark = await bus.mark()  # before reading: what changes from now on is streamed
+            existing = [
+                obj.raw
+                for (res, namespace, _), obj in self._objects.items()
+                if res == resource
+                and not obj.deleted
+                and (request.namespace is None or namespace == request.namespace)
+            ]
+        for raw in existing:
+            yield {"type": "ADDED", "object": raw}
+        timeout = float(request.params.get("timeoutSeconds") or 0) or None
+        closing = self.closing()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout else None
+        stream = bus.stream(since=mark).__aiter__()
+        try:
+            while not closing.is_set():
+                step = asyncio.ensure_future(stream.__anext__())
+                ends = asyncio.ensure_future(closing.wait())
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(
+                    {step, ends}, timeout=left, return_when="FIRST_COMPLETED"
+                )
+                ends.cancel()
+                if step not in done:
+                    step.cancel()
+                    return
+                event = step.result()
+                namespace = (event.get("object", {}).get("metadata") or {}).get("namespace")
+                if request.namespace is None or namespace == request.namespace:
+                    yield event
+        except StopAsyncIteration:
+            return
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+            await bus.unmark(mark)
+
+    async def publish(self, resource: kmock.resource, event: dict[str, Any]) -> None:
+        await self._buses[resource].put(event)
+
+    def closing(self) -> asyncio.Event:
+        """Set when the fake stops: every watch stream ends."""
+        if self._closing is None:
+            self._closing = asyncio.Event()
+        return self._closing
 
     async def _list(self, request: kmock.Request) -> dict[str, Any]:
         resource = request.resource
@@ -243,6 +298,7 @@ class FakeKubeAPI:
     def stop(self) -> None:
         for client in self._clients:
             client.close()  # type: ignore[no-untyped-call]
+        self._loop.call_soon_threadsafe(self.handler.closing().set)
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
             if self._served is not None:
@@ -275,9 +331,14 @@ class FakeKubeAPI:
         )
 
     def put(self, resource: str, obj: Mapping[str, Any]) -> None:
-        """Store an object as if a controller had created it (e.g. a pod)."""
+        """Store an object as if a controller had created or changed it (e.g. a pod); watches
+        see it."""
         meta = obj["metadata"]
-        self.handler.objects[resource, meta.get("namespace"), meta["name"]] = dict(obj)
+        key = (resource, meta.get("namespace"), meta["name"])
+        known = key in self.handler.objects
+        self.handler.objects[key] = dict(obj)
+        event = {"type": "MODIFIED" if known else "ADDED", "object": dict(obj)}
+        self._run(self.handler.publish(kmock.resource(resource), event))
 
     # --- inspection -----------------------------------------------------------------------------
 

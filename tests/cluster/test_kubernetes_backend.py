@@ -23,6 +23,7 @@ from kubernetes.config import incluster_config
 
 from app.cluster.backend import (
     ClusterError,
+    ClusterUnreachable,
     KindNotInstalled,
     ObjectRef,
     ObjectRejected,
@@ -59,12 +60,24 @@ def api() -> Iterator[FakeKubeAPI]:
     with FakeKubeAPI() as fake:
         fake.add_namespace(NS)
         yield fake
+        close_backends()
+
+
+_made: list[KubernetesBackend] = []
 
 
 def make_backend(api: FakeKubeAPI, **options: Any) -> KubernetesBackend:
     options.setdefault("qps", 10_000)
     options.setdefault("burst", 10_000)
-    return KubernetesBackend(api_client=api.api_client(), **options)
+    backend = KubernetesBackend(api_client=api.api_client(), **options)
+    _made.append(backend)
+    return backend
+
+
+def close_backends() -> None:
+    """Stop the watches of every backend a test made, before its fake API server goes."""
+    while _made:
+        _made.pop().close()
 
 
 @pytest.fixture
@@ -74,6 +87,10 @@ def backend(api: FakeKubeAPI) -> KubernetesBackend:
 
 def patches(api: FakeKubeAPI) -> list[kmock.Request]:
     return [r for r in api.calls() if r.method == kmock.method.PATCH]
+
+
+def watches(api: FakeKubeAPI) -> list[kmock.Request]:
+    return [r for r in api.requests() if r.action == kmock.action.WATCH]
 
 
 def lists(api: FakeKubeAPI, since: int = 0) -> list[kmock.Request]:
@@ -259,6 +276,7 @@ def bare_api() -> Iterator[FakeKubeAPI]:
     with FakeKubeAPI(kubeflow=False) as fake:
         fake.add_namespace(NS)
         yield fake
+        close_backends()
 
 
 @pytest.mark.parametrize(
@@ -318,35 +336,27 @@ def test_observe_skips_the_kinds_the_cluster_does_not_serve(bare_api: FakeKubeAP
     assert listed_kubeflow(bare_api, 0) == set()
 
 
+def wait_until(condition: Any, what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_observe_notices_operators_and_crds_installed_later(bare_api: FakeKubeAPI) -> None:
-    now = [1000.0]
-    backend = make_backend(bare_api, missing_kind_ttl=30, clock=lambda: now[0])
+    backend = make_backend(bare_api, missing_kind_ttl=0.3)
     bare_api.declare("kubeflow.org/v1/pytorchjobs", "PyTorchJob")
-    seen = len(bare_api.requests())
     backend.observe()
-    assert listed_kubeflow(bare_api, seen) == {"pytorchjobs"}
+    assert listed_kubeflow(bare_api, 0) == {"pytorchjobs"}
     bare_api.declare("kubeflow.org/v1/tfjobs", "TFJob")  # one more CRD in a served group
     bare_api.declare("kubeflow.org/v2beta1/mpijobs", "MPIJob")  # a new group-version
-    seen = len(bare_api.requests())
-    backend.observe()
-    assert listed_kubeflow(bare_api, seen) == {"pytorchjobs"}  # remembered as missing a while
-    now[0] += 31
-    seen = len(bare_api.requests())
-    observation = backend.observe()
-    assert listed_kubeflow(bare_api, seen) == {"pytorchjobs", "tfjobs", "mpijobs"}
-    assert observation.list_calls == N_OBSERVED
-
-
-def test_observe_treats_a_list_404_as_a_removed_crd(
-    api: FakeKubeAPI, backend: KubernetesBackend
-) -> None:
-    assert backend.observe().list_calls == N_OBSERVED
-    api.undeclare("kubeflow.org/v1/pytorchjobs")
-    observation = backend.observe()
-    assert observation.list_calls == N_OBSERVED  # the failed list counts
-    seen = len(api.requests())
-    assert backend.observe().list_calls == N_OBSERVED - 1
-    assert "pytorchjobs" not in listed_kubeflow(api, seen)
+    wid = new_id()
+    bare_api.put("kubeflow.org/v2beta1/mpijobs", samples.mpijob(wid, name="m"))
+    # Asked again once missing_kind_ttl has passed, then listed and watched like the others.
+    wait_until(
+        lambda: listed_kubeflow(bare_api, 0) == {"pytorchjobs", "tfjobs", "mpijobs"}, "lists"
+    )
+    wait_until(lambda: backend.observe().of(wid).objects, "the MPIJob in the cache")
 
 
 # --- observe -------------------------------------------------------------------------------------
@@ -366,22 +376,42 @@ def apply_all_types(
     return applied
 
 
-def test_observe_makes_one_list_call_per_kind_whatever_the_number_of_workloads(
+def test_observe_lists_and_watches_each_kind_once_whatever_the_number_of_workloads(
     api: FakeKubeAPI, backend: KubernetesBackend
 ) -> None:
-    for count in (1, 8):
-        apply_all_types(backend, count, prefix=f"c{count}-")
-        since = len(api.requests())
-        observation = backend.observe()
-        assert observation.list_calls == N_OBSERVED
-        calls = lists(api, since)
-        assert sorted(r.url.path for r in calls) == sorted(
-            ("/api/v1" if k.api_version == "v1" else f"/apis/{k.api_version}") + f"/{k.plural}"
-            for k in OBSERVED_KINDS
-        )
-        assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in calls)
-        assert len(api.requests()) == since + N_OBSERVED  # discovery is cached
-    assert len(observation.workloads) == 9 * len(samples.WORKLOAD_TYPES)
+    apply_all_types(backend, 8, prefix="c8-")
+    observation = backend.observe()
+    assert observation.list_calls == N_OBSERVED
+    assert observation.changed is None  # the first observation: everything is new
+    calls = lists(api)
+    assert sorted(r.url.path for r in calls) == sorted(
+        ("/api/v1" if k.api_version == "v1" else f"/apis/{k.api_version}") + f"/{k.plural}"
+        for k in OBSERVED_KINDS
+    )
+    assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in calls)
+    wait_until(lambda: len(watches(api)) == N_OBSERVED, "a watch per kind")
+    assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in watches(api))
+    assert all(r.params.get("allowWatchBookmarks") == "true" for r in watches(api))
+    # More workloads arrive through the watches: no more lists, whatever their number.
+    applied = apply_all_types(backend, 8, prefix="more-")
+    total = 16 * len(samples.WORKLOAD_TYPES)
+    wait_until(lambda: len(backend.observe().workloads) == total, f"{total} workloads")
+    again = backend.observe()
+    assert again.list_calls == 0
+    assert len(lists(api)) == N_OBSERVED
+    assert len(watches(api)) == N_OBSERVED
+    assert again.changed == frozenset()  # nothing new since the previous observation
+    assert {wid for wid, _ in applied} <= set(again.workloads)
+
+
+def test_observe_says_which_workloads_changed(api: FakeKubeAPI, backend: KubernetesBackend) -> None:
+    first, second = new_id(), new_id()
+    api.put("v1/pods", samples.pod(first, name="a"))
+    backend.observe()
+    api.put("v1/pods", samples.pod(second, name="b"))
+    wait_until(lambda: second in backend.observe().workloads, "the new pod")
+    api.put("v1/pods", {**samples.pod(first, name="a"), "status": {"phase": "Running"}})
+    wait_until(lambda: first in (backend.observe().changed or ()), "the changed pod")
 
 
 def test_observe_groups_objects_and_pods_by_workload(
@@ -439,7 +469,7 @@ def test_observe_follows_continue_pagination(api: FakeKubeAPI) -> None:
     assert [r.params.get("limit") for r in pod_lists] == ["2", "2", "2"]
     assert "continue" not in pod_lists[0].params
     assert all(r.params.get("continue") for r in pod_lists[1:])
-    assert observation.list_calls == N_OBSERVED - 1 + 3
+    assert observation.list_calls == N_OBSERVED  # one list of each kind, however many pages
 
 
 def test_observe_relists_when_a_continue_token_expires(api: FakeKubeAPI) -> None:
@@ -456,8 +486,9 @@ def test_observe_relists_when_a_continue_token_expires(api: FakeKubeAPI) -> None
     assert len(pod_lists) == 2 + 3  # a page, the 410, then the whole list again
 
     api.handler.expire_continue = 100
-    with pytest.raises(ClusterError, match="expiring"):
-        backend.observe()
+    expiring = make_backend(api, page_size=2, sync_timeout=1)
+    with pytest.raises(ClusterUnreachable, match="expiring"):
+        expiring.observe()
 
 
 def test_observe_fails_whole_on_a_server_error(
@@ -674,8 +705,12 @@ def test_token_bucket_refuses_nonsense(qps: float, burst: int) -> None:
 def test_backend_calls_are_rate_limited(api: FakeKubeAPI) -> None:
     t = FakeTime()
     backend = make_backend(api, qps=10, burst=4, clock=t.clock, sleep=t.sleep)
-    backend.observe()
-    calls = len(api.requests())
+    wid = new_id()
+    since = len(api.requests())
+    backend.apply(
+        workload_id=wid, namespace=NS, manifests=samples.workload("inference", wid, name="i")
+    )
+    calls = len(api.requests()) - since  # discovery and one apply per object
     assert calls > 4
     assert len(t.slept) == calls - 4
     assert t.now == pytest.approx((calls - 4) / 10)
@@ -683,9 +718,13 @@ def test_backend_calls_are_rate_limited(api: FakeKubeAPI) -> None:
 
 def test_backend_rate_limit_in_real_time(api: FakeKubeAPI) -> None:
     backend = make_backend(api, qps=40, burst=1)
+    wid = new_id()
     started = time.monotonic()
-    backend.observe()  # discovery and lists: at least 10 calls
-    calls = len(api.requests())
+    since = len(api.requests())
+    backend.apply(
+        workload_id=wid, namespace=NS, manifests=samples.workload("inference", wid, name="i")
+    )
+    calls = len(api.requests()) - since
     assert time.monotonic() - started >= (calls - 1) / 40 * 0.9
 
 

@@ -3,7 +3,7 @@ watch the phases the API reports; suspend, resume, delete; faults."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +53,12 @@ class Flaky:
     def delete(self, **kw: Any) -> None:
         self._check()
         self.inner.delete(**kw)
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        self.inner.watch(wake)
+
+    def close(self) -> None:
+        self.inner.close()
 
     def observe(self) -> Observation:
         self._check()

@@ -4,6 +4,7 @@
 - ``server_dry_run(api, manifest)``: ``None`` if the API server would accept the manifest
   (``dryRun=All``: schema, CRD ``openAPIV3Schema``, CEL rules, admission), else its message.
 - ``get``/``delete``/``list_objects`` for any kind, and ``wait_for`` to poll a condition.
+- ``TcpProxy``: a forwarder in front of the API server whose connections a test can cut.
 
 Resource paths come from API discovery on every call (cheap on a local API server, never stale
 after CRDs are installed).
@@ -11,12 +12,16 @@ after CRDs are installed).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
-from kubernetes.client import ApiClient, ApiException
+from kubernetes.client import ApiClient, ApiException, Configuration
 
 T = TypeVar("T")
 
@@ -216,11 +221,14 @@ def delete(
     namespace: str | None = None,
     *,
     propagation_policy: str | None = None,
+    grace_period_seconds: int | None = None,
 ) -> dict[str, Any] | None:
     """Delete (``Foreground``, ``Background`` or ``Orphan`` propagation); ``None`` if absent."""
     body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
     if propagation_policy:
         body["propagationPolicy"] = propagation_policy
+    if grace_period_seconds is not None:
+        body["gracePeriodSeconds"] = grace_period_seconds
     try:
         result: dict[str, Any] = _request(
             api,
@@ -248,3 +256,86 @@ def wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+class TcpProxy:
+    """A TCP forwarder on 127.0.0.1 in front of the API server, to break the network between a
+    client and it: :meth:`cut` drops every open connection (a watch cut mid-stream), and while
+    :meth:`down` new connections are refused."""
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.removeprefix("https://").rpartition(":")
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.refusing = False
+        self.accepted = 0
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.refusing:
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            with self._lock:
+                self._pairs.append((client, server))
+                self.accepted += 1
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for s in pair:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def down(self) -> None:
+        self.refusing = True
+        self.cut()
+
+    def up(self) -> None:
+        self.refusing = False
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        self.cut()
+
+    def api_client(self, kubeconfig: Path) -> ApiClient:
+        """A client for the admin user that goes through this proxy."""
+        from kubernetes import config
+
+        configuration = Configuration()
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), client_configuration=configuration
+        )
+        configuration.host = self.url
+        return ApiClient(configuration)

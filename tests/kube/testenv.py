@@ -541,6 +541,31 @@ class ControlPlane:
             config_file=str(self.kubeconfig)
         )
 
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Stop kube-apiserver (every watch and request to it is cut), wait, start it again on
+        the same port and wait until it is ready: an API server upgrade, as a client sees it."""
+        (apiserver,) = [c for c in self.components if c.name == "kube-apiserver"]
+        apiserver.stop()
+        time.sleep(down_seconds)
+        apiserver.start()
+        _wait(
+            "kube-apiserver /readyz after a restart",
+            lambda: _http_ok(f"{self.server}/readyz", self._ssl_context()),
+            self.startup_timeout,
+            apiserver,
+        )
+
+    def compact_etcd(self, revision: int) -> None:
+        """Compact etcd's history up to ``revision`` (a resourceVersion): what the API server
+        does every few minutes; a watch from an older version then answers 410 Gone."""
+        request = urllib.request.Request(
+            f"{self.etcd_url}/v3/kv/compaction",
+            data=json.dumps({"revision": str(revision), "physical": True}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+            response.read()
+
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self._certs["ca.crt"]))
         ctx.load_cert_chain(str(self._certs["admin.crt"]), str(self._certs["admin.key"]))

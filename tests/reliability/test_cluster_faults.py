@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -86,6 +86,12 @@ class Faulty:
         if fault == "timeout":
             self.lost_answers[workload_id] += 1
             raise ClusterUnreachable("timed out waiting for the API server's answer")
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        self.inner.watch(wake)
+
+    def close(self) -> None:
+        self.inner.close()
 
     def observe(self) -> Observation:
         fault = self._fault()

@@ -113,9 +113,8 @@ def test_sigterm_finishes_the_request_in_flight_and_releases_the_lock(
         conn.close()
         assert response.startswith(b"HTTP/1.1 201"), response[:300]
 
-        # uvicorn re-raises the SIGTERM it handled once shutdown is complete, so that the exit
-        # status says how the process ended; the log says the shutdown was graceful.
-        assert proc.wait(timeout=40) in (0, -signal.SIGTERM)
+        # A stop asked for is a clean exit (app/cli.py); the log says the shutdown was graceful.
+        assert proc.wait(timeout=40) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
