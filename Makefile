@@ -40,10 +40,11 @@ crd-schemas: $(STAMP)  ## regenerate app/rendering/crd_schemas.json from the pin
 migrate: $(STAMP)
 	$(BIN)/runplane migrate
 
-FUZZ_EXAMPLES ?= 200
-FUZZ_SEED ?= 20260101
-fuzz: $(STAMP)  ## the contract fuzzer with a larger budget (FUZZ_EXAMPLES per operation, FUZZ_SEED)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) \
+FUZZ_EXAMPLES ?= 500
+FUZZ_STEPS ?= 20
+# FUZZ_SEED=<seed> replays a run (each run prints its seed); unset, every run takes a new one.
+fuzz: $(STAMP)  ## the contract fuzzer with a large budget (FUZZ_EXAMPLES per operation, FUZZ_STEPS per sequence)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STEPS=$(FUZZ_STEPS) \
 		$(BIN)/pytest -p no:cacheprovider tests/reliability/test_fuzz_contract.py $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,7 +26,8 @@ from app.db import Database
 from app.deps import authorize
 from app.errors import PROBLEM_JSON
 from app.observability import RequestContextMiddleware
-from app.openapi import responses
+from app.openapi import BEARER, responses
+from app.policies.router import explain_router
 from app.policies.router import router as policies_router
 from app.problems import install_error_handlers, problem_response
 from app.projects.router import router as projects_router
@@ -121,13 +122,14 @@ def create_app(
         workloads_router,
         projects_router,
         policies_router,
+        explain_router,
         tokens_router,
         audit_router,
     ):
         app.include_router(
             router,
             prefix=API_PREFIX,
-            dependencies=[Depends(authorize)],
+            dependencies=[Security(BEARER), Depends(authorize)],
             responses={**responses(401, 403, 422), **TOO_MANY_REQUESTS, **INFRASTRUCTURE},
         )
     app.include_router(_ops_router())

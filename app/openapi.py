@@ -1,4 +1,5 @@
-"""OpenAPI helpers: declared error responses and the committed document."""
+"""OpenAPI helpers: declared error responses, links, bearer security and the committed
+document."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.security import HTTPBearer
 
 from app.errors import PROBLEM_JSON
 from app.schemas import Problem
@@ -32,6 +34,31 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for code in codes
+    }
+
+
+# Every /api/v1 operation declares it (a router dependency that only documents: the token is
+# checked by app.deps.get_principal), so that generated clients send the header and /docs has
+# an Authorize button; health, readiness and metrics need none.
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    description="An API token (`rp_...`), the bootstrap admin token, or an OIDC JWT.",
+    auto_error=False,
+)
+
+
+def links(parameter: str, source: str, *operation_ids: str) -> dict[str, Any]:
+    """OpenAPI links from a created resource to the operations on it: ``parameter`` of each
+    operation is ``source`` of the answer's body. Clients and schemathesis' stateful tests
+    follow them."""
+    return {
+        "links": {
+            op[0].upper() + op[1:]: {
+                "operationId": op,
+                "parameters": {parameter: f"$response.body#/{source}"},
+            }
+            for op in operation_ids
+        }
     }
 
 

@@ -18,7 +18,10 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import PROBLEM_JSON, AppError, problem_body
+from app.fieldpath import error_message, field_path
 from app.observability import BodyTooLarge
+from app.policies.fields import map_paths
+from app.workloads.spec import SPEC_MODELS
 
 log = logging.getLogger("runplane")
 
@@ -45,19 +48,17 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+# Request bodies hold a spec under "spec" (submissions); its labels and annotations are maps.
+_REQUEST_MAPS = frozenset(
+    f"spec.{path}" for model in SPEC_MODELS.values() for path in map_paths(model)
+)
+
+
 def _field_of(loc: tuple[Any, ...]) -> str:
     # ("body", "spec", "compute", "gpuDevicesRequest") -> "spec.compute.gpuDevicesRequest";
-    # query and path parameters keep their name; list indexes become [n].
-    parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "path", "header") else list(loc)
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif isinstance(part, str) and ("[" in part or part.startswith("function-after")):
-            continue  # pydantic's validator-step labels say nothing to a user
-        else:
-            out += ("." if out else "") + str(part)
-    return out or str(loc[0] if loc else "body")
+    # query and path parameters keep their name.
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    return field_path(parts, maps=_REQUEST_MAPS) or str(loc[0] if loc else "body")
 
 
 def validation_errors(errors: Any) -> tuple[str, list[dict[str, Any]]]:
@@ -71,13 +72,7 @@ def validation_errors(errors: Any) -> tuple[str, list[dict[str, Any]]]:
                 {"field": "body", "message": f"invalid JSON: {ctx.get('error', 'syntax error')}"}
             )
             continue
-        message = str(err.get("msg", "invalid"))
-        message = message.removeprefix("Value error, ")
-        if err.get("type") == "missing":
-            message = "is required"
-        elif err.get("type") == "extra_forbidden":
-            message = "unknown field"
-        items.append({"field": _field_of(tuple(err.get("loc", ()))), "message": message})
+        items.append({"field": _field_of(tuple(err.get("loc", ()))), "message": error_message(err)})
     return detail, items
 
 

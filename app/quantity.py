@@ -5,43 +5,63 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from kubernetes.utils.quantity import parse_quantity
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 # The grammar of k8s.io/apimachinery/pkg/api/resource.Quantity, without the sign: a resource
 # amount is never negative.
 _QUANTITY_RE = re.compile(
     r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
 )
+EXAMPLES = "(examples: '10Gi', '500M', '0.5')"
 
 
 def is_quantity(value: object) -> bool:
     return isinstance(value, str) and len(value) <= 64 and _QUANTITY_RE.match(value) is not None
 
 
-def quantity_value(value: str | int | float) -> Decimal:
-    """The numeric value of a quantity; raises ValueError on bad syntax."""
-    if isinstance(value, bool):
-        raise ValueError("a quantity is a string such as '10Gi' or '500m'")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a quantity must not be negative")
+def quantity_value(value: object) -> Decimal:
+    """The numeric value of a quantity (a string, or a plain non-negative number); raises
+    ValueError for anything else, whatever its type."""
+    if isinstance(value, str):
+        return _parse(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < float("inf"):  # negative, infinite or NaN
+            raise ValueError("a quantity must be a finite number, not negative")
         return Decimal(str(value))
-    return _parse(value)
+    raise ValueError(f"must be a Kubernetes quantity {EXAMPLES}, not {_kind(value)}")
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return "a number" if isinstance(value, int | float) else type(value).__name__
 
 
 @lru_cache(maxsize=4096)
 def _parse(value: str) -> Decimal:
     # Each submission checks its quantities several times (spec model, policy, rendering), and
     # the same few values recur across submissions; parsing is the slow part. (A ValueError is
-    # not cached.)
+    # not cached.) Only strings get here: anything else is not hashable, or not a quantity.
     if not is_quantity(value):
-        raise ValueError(
-            f"{value!r} is not a Kubernetes quantity (examples: '10Gi', '500M', '0.5')"
-        )
+        raise ValueError(f"{value!r} is not a Kubernetes quantity {EXAMPLES}")
     return Decimal(parse_quantity(value))  # type: ignore[no-untyped-call]
+
+
+def _string_only(value: Any) -> Any:
+    # Before pydantic's own str check, so that every wrong type gets the same message as a bad
+    # string, whichever model (spec, policy defaults, quota) holds the quantity.
+    if not isinstance(value, str):
+        raise ValueError(f"must be a Kubernetes quantity {EXAMPLES}, not {_kind(value)}")
+    return value
 
 
 def _check_quantity(value: str) -> str:
@@ -56,6 +76,9 @@ class QuantityMarker:
 Quantity = Annotated[
     str,
     Field(examples=["10Gi"], json_schema_extra={"format": "quantity"}),
+    BeforeValidator(_string_only),
     AfterValidator(_check_quantity),
     QuantityMarker(),
 ]
+"""A Kubernetes quantity as a string, wherever the API takes one (spec, policy defaults,
+project quotas); a number, object, list or boolean is refused with the field's path."""

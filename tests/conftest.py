@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -56,6 +57,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGHUP, interrupt)
+
+    # The contract fuzzer's seed (tests/reliability/test_fuzz_contract.py): a new one each run
+    # unless FUZZ_SEED is set. Chosen here, before pytest-xdist starts its workers, so that
+    # every worker inherits the same one.
+    if "FUZZ_SEED" not in os.environ and not hasattr(config, "workerinput"):
+        os.environ["FUZZ_SEED"] = str(time.time_ns() % 2**32)
 
 
 @pytest.fixture(scope="session")
@@ -195,3 +202,12 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
 
     monkeypatch.setattr(psycopg.AsyncCursor, "execute", recording)
     return seen
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # At the end, where it is seen with -q too, when the fuzzer ran.
+    ran = ("passed", "failed", "error", "skipped")
+    reports = (r for key in ran for r in terminalreporter.stats.get(key, ()))
+    if any("test_fuzz_contract" in r.nodeid for r in reports):
+        seed = os.environ.get("FUZZ_SEED")
+        terminalreporter.write_line(f"contract fuzzer seed: {seed} (replay with FUZZ_SEED={seed})")

@@ -81,7 +81,7 @@ def entry_values(scope: Scope, status: int) -> dict[str, Any]:
     record = record_of(scope)
     principal = state.get("principal") or state.get("rejected_principal")
     params = scope.get("path_params") or {}
-    target = record.target or ("/".join(str(v) for v in params.values()) or None)
+    target = _storable(record.target or ("/".join(str(v) for v in params.values()) or None))
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     dry_run = query.get("dryRun", [""])[-1].lower() in ("1", "true", "yes", "on")
     return {
@@ -94,9 +94,21 @@ def entry_values(scope: Scope, status: int) -> dict[str, Any]:
         "status": status,
         "dry_run": dry_run,
         "request_id": state.get("request_id"),
-        "before": record.before,
-        "after": record.after,
+        "before": _storable(record.before),
+        "after": _storable(record.after),
     }
+
+
+def _storable(value: Any) -> Any:
+    """Client text as PostgreSQL can store it: text and jsonb refuse U+0000, and the entry of a
+    request that carried one (a name, a policy document) must not be lost for that."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 # --- in the request's transaction -------------------------------------------------------------

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from app.audit.recorder import AuditedRoute
 from app.auth import schemas, tokens
 from app.deps import AuditDep, ConnDep, CurrentPrincipal, TxDep, after_commit
-from app.openapi import responses
+from app.openapi import links, responses
 from app.schemas import PageParams, page_params
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=AuditedRoute)
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=AuditedRoute)
     operation_id="createToken",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.TokenCreated,
-    responses=responses(409),
+    responses={201: links("tokenId", "id", "revokeToken"), **responses(409)},
 )
 async def create_token(
     conn: TxDep,

@@ -20,12 +20,14 @@ from typing import Any, Literal, Protocol
 import re2
 from pydantic import ValidationError
 
+from app.fieldpath import error_message, field_path
 from app.policies.fields import (
     RULE_KEYS,
     FieldInfo,
     FieldKind,
     catalogue,
     group_paths,
+    map_paths,
 )
 from app.quantity import quantity_value
 from app.workloads.spec import SPEC_MODELS, WorkloadType
@@ -966,6 +968,7 @@ def _check_default_values(
         # Strict: "4" is not a default for an int field, even though a lax parse would take it.
         SPEC_MODELS[workload_type].model_validate(defaults, strict=True)
     except ValidationError as exc:
+        maps = map_paths(SPEC_MODELS[workload_type])
         for error in exc.errors(include_url=False):
             if error["type"] == "extra_forbidden":
                 continue  # _flatten reports unknown fields with a suggestion
@@ -988,31 +991,9 @@ def _check_default_values(
                 names.pop()
             if names:
                 bad.add(".".join(names))
-            where, message = _error_location(loc, cat), str(error["msg"])
-            message = message.removeprefix("Value error, ")
-            if loc and loc[-1] == "[key]":
-                message = f"key: {message}"
-            problems.append(PolicyProblem(where, message))
+            where = field_path(loc, prefix="defaults", maps=maps)
+            problems.append(PolicyProblem(where, error_message(error)))
     return bad
-
-
-def _error_location(loc: tuple[int | str, ...], cat: Mapping[str, FieldInfo]) -> str:
-    """Pydantic's ``loc`` as a path: ``defaults.environmentVariables[0].name``,
-    ``defaults.labels["team"]``."""
-    where, path, in_map = "defaults", "", False
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, int):
-            where += f"[{part}]"
-        elif in_map:
-            where += f"[{_show(part)}]"
-        else:
-            where += f".{part}"
-            path = f"{path}.{part}" if path else part
-            info = cat.get(path)
-            in_map = info is not None and info.kind == "map"
-    return where
 
 
 def _check_default_keys(

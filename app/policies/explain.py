@@ -53,7 +53,6 @@ async def explain(
     for path in paths:
         info = catalogue[path]
         doc = info.to_dict()
-        bounds = {k: doc[k] for k in ("ge", "gt", "le", "lt") if k in doc}
         source = effective.fields.get(path)
         items.append(
             schemas.ExplainedField(
@@ -64,7 +63,7 @@ async def explain(
                 options=doc.get("options"),
                 item_key=doc.get("itemKey"),
                 item_fields=doc.get("itemFields"),
-                bounds=bounds or None,
+                bounds=doc.get("bounds"),
                 default=_at(effective.defaults, path),
                 rules=_at(effective.rules, path),
                 source=schemas.FieldSource(default=source.default, rules=source.rules)

@@ -277,6 +277,13 @@ def build_catalogue(model: type[BaseModel]) -> dict[str, FieldInfo]:
 
 
 @cache
+def map_paths(model: type[BaseModel]) -> frozenset[str]:
+    """Dotted paths of the map fields (labels, annotations) of a spec model: where a field path
+    shows a key (``labels["team"]``) rather than a field (``app.fieldpath``)."""
+    return frozenset(path for path, info in build_catalogue(model).items() if info.kind == "map")
+
+
+@cache
 def _catalogue(workload_type: WorkloadType) -> _Catalogue:
     model = SPEC_MODELS[workload_type]
     fields: dict[str, FieldInfo] = {}

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, StrictBool
+from pydantic import Field, RootModel, StrictBool
 
 from app.policies.engine import EffectiveSource
 from app.schemas import ApiModel, InputModel, Page
@@ -86,6 +86,10 @@ class PolicyDryRun(ApiModel):
     rejected_workloads: list[RejectedWorkload] = Field(
         description="Active workloads it would reject; they keep running.",
     )
+
+
+class PolicyPutResult(RootModel[Policy | PolicyDryRun]):
+    """The answer to a policy PUT: the stored policy, or with `dryRun` the impact report."""
 
 
 class ExplainedField(ApiModel):

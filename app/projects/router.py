@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Response, status
 
 from app.audit.recorder import AuditedRoute
 from app.deps import AuditDep, ConnDep, CurrentPrincipal, ProjectDep, TxDep
-from app.openapi import responses
+from app.openapi import links, responses
 from app.projects import schemas, service
 from app.schemas import PageParams, page_params
 
@@ -20,7 +20,18 @@ router = APIRouter(prefix="/projects", tags=["projects"], route_class=AuditedRou
     operation_id="createProject",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.Project,
-    responses=responses(409, 422),
+    responses={
+        201: links(
+            "project",
+            "name",
+            "getProject",
+            "updateProject",
+            "deleteProject",
+            "putProjectPolicy",
+            "getEffectivePolicy",
+        ),
+        **responses(409, 422),
+    },
 )
 async def create_project(
     conn: TxDep, audit: AuditDep, body: schemas.ProjectCreate, response: Response

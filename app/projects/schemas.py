@@ -7,9 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from app.quantity import quantity_value
+from app.quantity import Quantity
 from app.schemas import DNS1123_LABEL, ApiModel, InputModel, Page
 
 ProjectName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=DNS1123_LABEL)]
@@ -19,31 +19,20 @@ NodePool = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 Scheduler = Literal["none", "kai", "kueue"]
 
 
-def _quantity(value: str | int | float | None) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value.startswith("-"):
-        raise ValueError("must not be negative")
-    quantity_value(value)
-    return str(value)
-
-
 class Quota(InputModel):
     gpu: Annotated[Decimal, Field(ge=0, le=1_000_000, max_digits=12, decimal_places=3)] | None = (
         Field(default=None, description="GPUs the project is guaranteed (fractions allowed).")
     )
-    cpu: str | None = Field(
+    cpu: Quantity | None = Field(
         default=None,
         description="CPU cores, as a Kubernetes quantity ('16', '500m').",
         examples=["16"],
     )
-    memory: str | None = Field(
+    memory: Quantity | None = Field(
         default=None,
         description="Memory, as a Kubernetes quantity ('64Gi').",
         examples=["64Gi"],
     )
-
-    _check_quantities = field_validator("cpu", "memory", mode="before")(_quantity)
 
 
 class ProjectCreate(InputModel):

@@ -56,6 +56,8 @@ from app.domain.labels import (
     WORKLOAD_NAME_LABEL,
     WORKLOAD_TYPE_LABEL,
 )
+from app.fieldpath import error_message, field_path
+from app.policies.fields import map_paths
 from app.quantity import quantity_value
 from app.rendering import syntax
 from app.rendering.context import SCHEDULERS, RenderContext
@@ -756,11 +758,9 @@ def revalidate_common(spec: Mapping[str, Any], prefix: str) -> list[Problem]:
     try:
         CommonSpec.model_validate(common_part(spec))
     except ValidationError as exc:
+        maps = map_paths(CommonSpec)
         return [
-            (
-                (prefix + ".".join(str(part) for part in err["loc"])).rstrip(".") or "spec",
-                str(err["msg"]).removeprefix("Value error, "),
-            )
+            (field_path(err["loc"], prefix=prefix, maps=maps) or "spec", error_message(err))
             for err in exc.errors()
         ]
     return []

@@ -290,7 +290,7 @@ def check(ctx: RenderContext) -> list[Problem]:
         for field, message in common.check_container_spec(ctx, master, "masterSpec."):
             if (field.removeprefix("masterSpec."), message) not in worker_problems:
                 problems.append((field, message))
-        problems += common.revalidate_common(master, "masterSpec.")
+        problems += common.revalidate_common(master, "masterSpec")
         problems += common.check_ports(
             common.normalized_ports(master), services=False, field="masterSpec.ports"
         )

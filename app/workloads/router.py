@@ -20,7 +20,7 @@ from app.deps import (
     WorkloadId,
 )
 from app.domain.phases import Phase
-from app.openapi import responses
+from app.openapi import links, responses
 from app.schemas import PageParams, page_params
 from app.workloads import repository, schemas, service, submission
 from app.workloads.repository import WorkloadRow
@@ -46,7 +46,20 @@ IdempotencyKeyHeader = Annotated[
 ]
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": schemas.DryRun, "description": "Dry run: what would be stored and applied"},
-    201: {"model": schemas.Workload, "description": "Accepted"},
+    201: {
+        "model": schemas.Workload,
+        "description": "Accepted",
+        **links(
+            "workloadId",
+            "id",
+            "getWorkload",
+            "listWorkloadEvents",
+            "getWorkloadManifests",
+            "suspendWorkload",
+            "resumeWorkload",
+            "deleteWorkload",
+        ),
+    },
     **responses(404, 409),
 }
 

@@ -32,9 +32,11 @@ from app.batching import Batcher
 from app.config import Settings
 from app.db import Conn, Database
 from app.errors import Conflict, NotFound, PolicyViolation, ValidationFailed
+from app.fieldpath import error_message, field_path
 from app.policies import engine
 from app.policies import repository as policy_store
 from app.policies import service as policies
+from app.policies.fields import map_paths
 from app.projects.repository import ProjectRow
 from app.workloads import repository, schemas
 from app.workloads.repository import Event, WorkloadRow
@@ -141,14 +143,14 @@ def _spec_errors(workload_type: WorkloadType, spec: dict[str, Any]) -> list[dict
     try:
         SPEC_MODELS[workload_type].model_validate(spec)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function"))
-            errors.append(
-                {
-                    "field": f"spec.{loc}" if loc else "spec",
-                    "message": str(err["msg"]).removeprefix("Value error, "),
-                }
-            )
+        maps = map_paths(SPEC_MODELS[workload_type])
+        errors.extend(
+            {
+                "field": field_path(err["loc"], prefix="spec", maps=maps),
+                "message": error_message(err),
+            }
+            for err in exc.errors()
+        )
     return errors
 
 

@@ -210,6 +210,16 @@ def test_explain_tells_a_new_user_what_they_may_ask_for(client: TestClient) -> N
     assert field["rules"] == {"max": 4}
     assert field["source"] == {"default": "global", "rules": "global"}
     assert "max" in field["ruleKeys"]
+    # The spec's own bounds, apart from the policy's.
+    assert field["bounds"] == {"ge": 0, "le": 1024}
+
+
+def test_explain_shows_open_and_closed_bounds(client: TestClient) -> None:
+    r = client.get("/api/v1/explain/trainings", params={"field": "compute.gpuPortionRequest"})
+    assert r.status_code == 200, r.text
+    assert r.json()["fields"][0]["bounds"] == {"gt": 0, "lt": 1}
+    listing = client.get("/api/v1/explain/trainings").json()["fields"]
+    assert {f["field"]: f["bounds"] for f in listing}["image"] is None
 
 
 def test_explain_lists_fields_and_404s_unknown(client: TestClient) -> None:

@@ -203,3 +203,22 @@ def test_secrets_never_reach_logs_audit_or_error_bodies(
         assert candidate not in audit_dump
         assert candidate not in repr(raw)
         assert all(candidate not in b for i, b in enumerate(bodies) if i != 2)
+
+
+def test_a_request_with_a_nul_character_is_recorded_too(
+    client: TestClient, sql: SqlSession
+) -> None:
+    # PostgreSQL text and jsonb refuse U+0000: the fuzzer found such requests unrecorded.
+    r = client.post(
+        "/api/v1/workloads/trainings", json={"name": "w", "project": "a\x00b", "spec": TRAINING}
+    )
+    assert r.status_code in (404, 422), r.text
+    r = client.put(
+        "/api/v1/policies/global/trainings", json={"defaults": {"image": "bad\x00image"}}
+    )
+    assert r.status_code == 422, r.text
+    rows = audit_rows(sql)
+    assert [(r.route, r.target) for r in rows] == [
+        ("/api/v1/workloads/trainings", "a\ufffdb/w"),
+        ("/api/v1/policies/global/{workloadType}", "trainings"),
+    ]

@@ -288,7 +288,7 @@ BAD_POLICIES: list[tuple[str, dict[str, Any], dict[str, Any], str, str]] = [
         {"storage": {"pvc": [{"claimName": "data"}]}},
         {},
         "defaults.storage.pvc[0].path",
-        "Field required",
+        "is required",
     ),
     (
         "itemized default item invalid",
