@@ -17,11 +17,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.domain.fields import map_paths
+from app.domain.spec import SPEC_MODELS
 from app.errors import PROBLEM_JSON, AppError, problem_body
 from app.fieldpath import error_message, field_path
 from app.observability import BodyTooLarge
-from app.policies.fields import map_paths
-from app.workloads.spec import SPEC_MODELS
 
 log = logging.getLogger("runplane")
 

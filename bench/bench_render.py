@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.domain.spec import SPEC_MODELS, WorkloadType  # noqa: E402
 from app.rendering import RenderContext, render  # noqa: E402
 from app.rendering.validation import preload, validate_manifests  # noqa: E402
-from app.workloads.spec import SPEC_MODELS, WorkloadType  # noqa: E402
 
 FULL = {
     "image": "nvcr.io/nvidia/pytorch:24.05-py3",

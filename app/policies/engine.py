@@ -20,8 +20,7 @@ from typing import Any, Literal, Protocol
 import re2
 from pydantic import ValidationError
 
-from app.fieldpath import error_message, field_path
-from app.policies.fields import (
+from app.domain.fields import (
     RULE_KEYS,
     FieldInfo,
     FieldKind,
@@ -29,8 +28,9 @@ from app.policies.fields import (
     group_paths,
     map_paths,
 )
-from app.quantity import quantity_value
-from app.workloads.spec import SPEC_MODELS, WorkloadType
+from app.domain.quantity import quantity_value
+from app.domain.spec import SPEC_MODELS, WorkloadType
+from app.fieldpath import error_message, field_path
 
 PolicySource = Literal["global", "project"]
 EffectiveSource = Literal["project", "global", "merged", "none"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from app.db import Conn
+from app.domain import fields
+from app.domain.spec import TYPE_TO_COLLECTION, WorkloadType
 from app.errors import NotFound
-from app.policies import engine, fields, repository, schemas, service
+from app.policies import engine, repository, schemas, service
 from app.projects.repository import ProjectRow
-from app.workloads.spec import TYPE_TO_COLLECTION, WorkloadType
 
 
 def _at(doc: dict[str, Any], path: str) -> Any:

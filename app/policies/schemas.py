@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from pydantic import Field, RootModel, StrictBool
 
+from app.domain.spec import WorkloadType
 from app.policies.engine import EffectiveSource
 from app.schemas import ApiModel, InputModel, Page
-from app.workloads.spec import WorkloadType
 
 WorkloadCollection = Literal["interactives", "trainings", "distributed", "inferences"]
 WorkloadTypeName = WorkloadType

@@ -12,6 +12,7 @@ from cachetools import LRUCache
 
 from app.auth.principal import Principal
 from app.db import Conn
+from app.domain.spec import COLLECTION_TO_TYPE, WorkloadType
 from app.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from app.policies import engine, repository, schemas
 from app.policies.engine import EffectivePolicy
@@ -19,7 +20,6 @@ from app.policies.repository import PolicyRow, VersionToken
 from app.projects.repository import ProjectRow
 from app.schemas import PageParams, decode_time_cursor, encode_time_cursor
 from app.sql import page, scope
-from app.workloads.spec import COLLECTION_TO_TYPE, WorkloadType
 
 # Effective policies by (project id, workload type), with the token of the versions they were
 # built from: a cached one is used only while the token still matches what the database holds,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from app.quantity import Quantity
+from app.domain.quantity import Quantity
 from app.schemas import DNS1123_LABEL, ApiModel, InputModel, Page
 
 ProjectName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=DNS1123_LABEL)]

@@ -39,6 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.domain.fields import map_paths
 from app.domain.labels import (
     GPU_RESOURCE,
     KAI_GPU_FRACTION_ANNOTATION,
@@ -56,12 +57,11 @@ from app.domain.labels import (
     WORKLOAD_NAME_LABEL,
     WORKLOAD_TYPE_LABEL,
 )
+from app.domain.quantity import quantity_value
+from app.domain.spec import WORKLOAD_TYPES, CommonSpec
 from app.fieldpath import error_message, field_path
-from app.policies.fields import map_paths
-from app.quantity import quantity_value
 from app.rendering import syntax
 from app.rendering.context import SCHEDULERS, RenderContext
-from app.workloads.spec import WORKLOAD_TYPES, CommonSpec
 
 Manifest = dict[str, Any]
 Problem = tuple[str, str]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.workloads.spec import WorkloadType
+from app.domain.spec import WorkloadType
 
 Scheduler = Literal["none", "kai", "kueue"]
 SCHEDULERS: tuple[Scheduler, ...] = ("none", "kai", "kueue")

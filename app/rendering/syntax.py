@@ -11,7 +11,7 @@ import re
 import uuid
 from decimal import Decimal
 
-from app.quantity import is_quantity
+from app.domain.quantity import is_quantity
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253

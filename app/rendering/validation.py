@@ -35,7 +35,7 @@ from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 
 from app.domain import kinds
-from app.quantity import quantity_value
+from app.domain.quantity import quantity_value
 from app.rendering import syntax
 
 KUBERNETES_VERSION = "1.33"

@@ -20,11 +20,11 @@ from app.deps import (
     WorkloadId,
 )
 from app.domain.phases import Phase
+from app.domain.spec import WorkloadType
 from app.openapi import links, responses
 from app.schemas import PageParams, page_params
 from app.workloads import repository, schemas, service, submission
 from app.workloads.repository import WorkloadRow
-from app.workloads.spec import WorkloadType
 
 router = APIRouter(prefix="/workloads", tags=["workloads"], route_class=AuditedRoute)
 JSON = "application/json"

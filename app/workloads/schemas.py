@@ -9,14 +9,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from app.domain.phases import DesiredPhase, Phase
-from app.schemas import DNS1035_LABEL, ApiModel, InputModel, Page
-from app.workloads.spec import (
+from app.domain.spec import (
     DistributedSpec,
     InferenceSpec,
     InteractiveSpec,
     TrainingSpec,
     WorkloadType,
 )
+from app.schemas import DNS1035_LABEL, ApiModel, InputModel, Page
 
 WorkloadName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=DNS1035_LABEL)]
 ProjectRef = Annotated[str, StringConstraints(min_length=1, max_length=63)]

@@ -31,17 +31,17 @@ from app import rendering
 from app.batching import Batcher
 from app.config import Settings
 from app.db import Conn, Database
+from app.domain.fields import map_paths
+from app.domain.spec import SPEC_MODELS, WorkloadType, missing_required
 from app.errors import Conflict, NotFound, PolicyViolation, ValidationFailed
 from app.fieldpath import error_message, field_path
 from app.policies import engine
 from app.policies import repository as policy_store
 from app.policies import service as policies
-from app.policies.fields import map_paths
 from app.projects.repository import ProjectRow
 from app.workloads import repository, schemas
 from app.workloads.repository import Event, WorkloadRow
 from app.workloads.service import to_json
-from app.workloads.spec import SPEC_MODELS, WorkloadType, missing_required
 
 ACCEPTED = "Accepted; waiting to be applied to the cluster."
 # A policy that keeps changing under a submission (three times in a row) gets a 409, not a loop.

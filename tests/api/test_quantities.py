@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.quantity import quantity_value
+from app.domain.quantity import quantity_value
 
 WRONG_TYPES: list[Any] = [{}, {"value": "1Gi"}, [], ["1Gi"], True, False]
 SPEC_QUANTITIES = ["gpuMemoryRequest", "cpuMemoryRequest", "cpuMemoryLimit"]

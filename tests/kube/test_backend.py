@@ -19,10 +19,10 @@ from app.cluster.backend import KindNotInstalled, ObjectRef, ObjectRejected
 from app.cluster.kubernetes import KubernetesBackend
 from app.config import Settings
 from app.db import BlockingDatabase
+from app.domain.spec import SPEC_MODELS
 from app.main import create_app
 from app.reconciler.loop import Reconciler
 from app.rendering import RenderContext, check, render, stopped_form
-from app.workloads.spec import SPEC_MODELS
 from tests.conftest import AUTH
 from tests.kube import testenv
 from tests.kube.helpers import apply, delete, get, server_dry_run, wait_for

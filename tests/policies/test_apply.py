@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
+from app.domain.spec import WorkloadType
 from app.policies.engine import (
     EffectivePolicy,
     Resolution,
     apply_policy,
     resolve_effective,
 )
-from app.workloads.spec import WorkloadType
 
 GPU = "compute.gpuDevicesRequest"
 

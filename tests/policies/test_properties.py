@@ -13,8 +13,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.domain.quantity import quantity_value
 from app.policies.engine import apply_policy, resolve_effective
-from app.quantity import quantity_value
 
 IMAGES = ["nvcr.io/nvidia/pytorch:24.05", "nvcr.io/a", "docker.io/library/python", "ghcr.io/x/y"]
 QUANTITIES = ["500M", "1G", "1Gi", "1073741824", "2G", "4Gi", "64Gi"]

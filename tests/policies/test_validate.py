@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from app.domain.spec import WorkloadType
 from app.policies.engine import MAX_PATTERN_LENGTH, validate_policy
-from app.workloads.spec import WorkloadType
 
 GPU = "compute.gpuDevicesRequest"
 

@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from app.domain.spec import SPEC_MODELS, WorkloadType
 from app.rendering import SCHEDULERS, RenderContext, Scheduler
-from app.workloads.spec import SPEC_MODELS, WorkloadType
 
 WORKLOAD_ID = str(uuid.UUID("6f1c2b1e-8d0a-4c43-9a57-2f5d3c1e9b10"))
 PROJECT = "vision"

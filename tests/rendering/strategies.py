@@ -12,8 +12,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from app.domain.spec import SPEC_MODELS, WORKLOAD_TYPES, WorkloadType
 from app.rendering import SCHEDULERS, RenderContext
-from app.workloads.spec import SPEC_MODELS, WORKLOAD_TYPES, WorkloadType
 
 RESERVED_PREFIXES = ("runplane.io/", "kai.scheduler/", "kueue.x-k8s.io/", "app.kubernetes.io/")
 

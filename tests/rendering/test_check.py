@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from app.domain.spec import WorkloadType
 from app.rendering import RenderError, check, check_names, render
-from app.workloads.spec import WorkloadType
 from tests.rendering.cases import IMAGE, ctx
 
 

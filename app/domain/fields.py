@@ -18,8 +18,8 @@ from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo as PydanticFieldInfo
 
-from app.quantity import QuantityMarker
-from app.workloads.spec import SPEC_MODELS, WorkloadType
+from app.domain.quantity import QuantityMarker
+from app.domain.spec import SPEC_MODELS, WorkloadType
 
 FieldKind = Literal["int", "float", "bool", "string", "quantity", "string-list", "itemized", "map"]
 

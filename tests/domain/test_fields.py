@@ -8,9 +8,9 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from app.policies.fields import FieldInfo, build_catalogue, catalogue, group_paths
-from app.quantity import Quantity
-from app.workloads.spec import (
+from app.domain.fields import FieldInfo, build_catalogue, catalogue, group_paths
+from app.domain.quantity import Quantity
+from app.domain.spec import (
     SPEC_MODELS,
     WORKLOAD_TYPES,
     CommonSpec,

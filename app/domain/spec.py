@@ -2,7 +2,7 @@
 
 Every field is optional here because a policy may supply it; what must be present after the
 policy's defaults are applied is checked by :func:`missing_required`. The same models feed the
-OpenAPI document, request validation and the policy field catalogue (``app.policies.fields``).
+OpenAPI document, request validation and the policy field catalogue (``app.domain.fields``).
 Cross-field checks live in ``model_validator``s and run both on the submission and on the
 resolved spec.
 """
@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
-from app.quantity import Quantity, quantity_value
+from app.domain.quantity import Quantity, quantity_value
 
 WorkloadType = Literal["interactive", "training", "distributed", "inference"]
 WORKLOAD_TYPES: tuple[WorkloadType, ...] = ("interactive", "training", "distributed", "inference")
