@@ -1,14 +1,16 @@
 """Policy endpoints: global and project policies, the effective policy, and explain."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the routes of both scopes are defined in one function
+# (_add_scope_routes), whose local annotations FastAPI must see evaluated.
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from app.audit.recorder import AuditedRoute
-from app.deps import AuditDep, ConnDep, CurrentPrincipal, ProjectDep, TxDep
+from app.deps import AuditDep, ConnDep, CurrentPrincipal, ProjectDep, TxDep, load_project
 from app.openapi import responses
 from app.policies import explain, schemas, service
 from app.projects.repository import ProjectRow
@@ -42,182 +44,111 @@ PUT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _put(
-    conn: TxDep,
-    principal: CurrentPrincipal,
-    audit: AuditDep,
-    *,
-    project: ProjectRow | None,
-    collection: str,
-    body: schemas.PolicyWrite,
-    if_match: str | None,
-    dry_run: bool,
-) -> JSONResponse:
-    workload_type = service.workload_type_of(collection)
-    before, policy, created = await service.put(
-        conn,
-        project=project,
-        workload_type=workload_type,
-        body=body,
-        if_match=if_match,
-        actor=principal.name,
-        dry_run=dry_run,
+async def no_project() -> None:
+    """The global scope's "project": none."""
+    return None
+
+
+ScopeProject = Callable[..., Awaitable[ProjectRow | None]]
+
+
+def _add_scope_routes(path: str, name: str, project_of: ScopeProject) -> None:
+    """GET, PUT and DELETE of the policies at ``path``: the global scope's or a project's. One
+    definition for both; ``project_of`` is the project they belong to (None: global)."""
+    Project = Annotated[ProjectRow | None, Depends(project_of)]
+
+    @router.get(
+        path,
+        operation_id=f"get{name}Policy",
+        summary=f"Get {name} Policy",
+        response_model=schemas.Policy,
+        responses=responses(404),
     )
-    # The "before" was read locked: the version this write replaces.
-    audit.before, audit.after = service.document(before), service.document(policy)
-    read = service.to_read(policy, project.name if project else None)
-    if dry_run:
-        checked, rejected = await service.impact(
+    async def get_policy(
+        conn: ConnDep, response: Response, project: Project, collection: Collection
+    ) -> schemas.Policy:
+        policy = await service.get(
+            conn, project=project, workload_type=service.workload_type_of(collection)
+        )
+        response.headers["ETag"] = service.etag(policy)
+        return service.to_read(policy, project.name if project else None)
+
+    @router.put(
+        path,
+        operation_id=f"put{name}Policy",
+        summary=f"Put {name} Policy",
+        response_model=None,
+        responses=PUT_RESPONSES,
+    )
+    async def put_policy(
+        conn: TxDep,
+        principal: CurrentPrincipal,
+        audit: AuditDep,
+        project: Project,
+        collection: Collection,
+        body: schemas.PolicyWrite,
+        if_match: IfMatch = None,
+        dry_run: DryRun = False,
+    ) -> JSONResponse:
+        workload_type = service.workload_type_of(collection)
+        before, policy, created = await service.put(
             conn,
             project=project,
             workload_type=workload_type,
             body=body,
-            active=active_submissions(
-                conn, workload_type=workload_type, project_id=project.id if project else None
-            ),
+            if_match=if_match,
+            actor=principal.name,
+            dry_run=dry_run,
         )
-        report = schemas.PolicyDryRun(
-            policy=read, checked_workloads=checked, rejected_workloads=rejected
+        # The "before" was read locked: the version this write replaces.
+        audit.before, audit.after = service.document(before), service.document(policy)
+        read = service.to_read(policy, project.name if project else None)
+        if dry_run:
+            checked, rejected = await service.impact(
+                conn,
+                project=project,
+                workload_type=workload_type,
+                body=body,
+                active=active_submissions(
+                    conn, workload_type=workload_type, project_id=project.id if project else None
+                ),
+            )
+            report = schemas.PolicyDryRun(
+                policy=read, checked_workloads=checked, rejected_workloads=rejected
+            )
+            return JSONResponse(report.model_dump(mode="json"))
+        return JSONResponse(
+            read.model_dump(mode="json"),
+            status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+            headers={"ETag": service.etag(policy)},
         )
-        return JSONResponse(report.model_dump(mode="json"))
-    return JSONResponse(
-        read.model_dump(mode="json"),
-        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        headers={"ETag": service.etag(policy)},
+
+    @router.delete(
+        path,
+        operation_id=f"delete{name}Policy",
+        summary=f"Delete {name} Policy",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=responses(404, 412),
     )
+    async def delete_policy(
+        conn: TxDep,
+        audit: AuditDep,
+        project: Project,
+        collection: Collection,
+        if_match: IfMatch = None,
+    ) -> Response:
+        deleted = await service.delete(
+            conn,
+            project=project,
+            workload_type=service.workload_type_of(collection),
+            if_match=if_match,
+        )
+        audit.before = service.document(deleted)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _get(
-    conn: ConnDep, response: Response, project: ProjectRow | None, collection: str
-) -> schemas.Policy:
-    policy = await service.get(
-        conn, project=project, workload_type=service.workload_type_of(collection)
-    )
-    response.headers["ETag"] = service.etag(policy)
-    return service.to_read(policy, project.name if project else None)
-
-
-@router.get(
-    "/policies/global/{workloadType}",
-    operation_id="getGlobalPolicy",
-    response_model=schemas.Policy,
-    responses=responses(404),
-)
-async def get_global_policy(
-    conn: ConnDep, response: Response, collection: Collection
-) -> schemas.Policy:
-    return await _get(conn, response, None, collection)
-
-
-@router.put(
-    "/policies/global/{workloadType}",
-    operation_id="putGlobalPolicy",
-    response_model=None,
-    responses=PUT_RESPONSES,
-)
-async def put_global_policy(
-    conn: TxDep,
-    principal: CurrentPrincipal,
-    audit: AuditDep,
-    collection: Collection,
-    body: schemas.PolicyWrite,
-    if_match: IfMatch = None,
-    dry_run: DryRun = False,
-) -> JSONResponse:
-    return await _put(
-        conn,
-        principal,
-        audit,
-        project=None,
-        collection=collection,
-        body=body,
-        if_match=if_match,
-        dry_run=dry_run,
-    )
-
-
-@router.delete(
-    "/policies/global/{workloadType}",
-    operation_id="deleteGlobalPolicy",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=responses(404, 412),
-)
-async def delete_global_policy(
-    conn: TxDep, audit: AuditDep, collection: Collection, if_match: IfMatch = None
-) -> Response:
-    await _delete(conn, audit, project=None, collection=collection, if_match=if_match)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-async def _delete(
-    conn: TxDep,
-    audit: AuditDep,
-    *,
-    project: ProjectRow | None,
-    collection: str,
-    if_match: str | None,
-) -> None:
-    deleted = await service.delete(
-        conn, project=project, workload_type=service.workload_type_of(collection), if_match=if_match
-    )
-    audit.before = service.document(deleted)
-
-
-@router.get(
-    "/projects/{project}/policies/{workloadType}",
-    operation_id="getProjectPolicy",
-    response_model=schemas.Policy,
-    responses=responses(404),
-)
-async def get_project_policy(
-    conn: ConnDep, response: Response, project: ProjectDep, collection: Collection
-) -> schemas.Policy:
-    return await _get(conn, response, project, collection)
-
-
-@router.put(
-    "/projects/{project}/policies/{workloadType}",
-    operation_id="putProjectPolicy",
-    response_model=None,
-    responses=PUT_RESPONSES,
-)
-async def put_project_policy(
-    conn: TxDep,
-    principal: CurrentPrincipal,
-    audit: AuditDep,
-    project: ProjectDep,
-    collection: Collection,
-    body: schemas.PolicyWrite,
-    if_match: IfMatch = None,
-    dry_run: DryRun = False,
-) -> JSONResponse:
-    return await _put(
-        conn,
-        principal,
-        audit,
-        project=project,
-        collection=collection,
-        body=body,
-        if_match=if_match,
-        dry_run=dry_run,
-    )
-
-
-@router.delete(
-    "/projects/{project}/policies/{workloadType}",
-    operation_id="deleteProjectPolicy",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=responses(404, 412),
-)
-async def delete_project_policy(
-    conn: TxDep,
-    audit: AuditDep,
-    project: ProjectDep,
-    collection: Collection,
-    if_match: IfMatch = None,
-) -> Response:
-    await _delete(conn, audit, project=project, collection=collection, if_match=if_match)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+_add_scope_routes("/policies/global/{workloadType}", "Global", no_project)
+_add_scope_routes("/projects/{project}/policies/{workloadType}", "Project", load_project)
 
 
 @router.get(

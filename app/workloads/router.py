@@ -9,15 +9,16 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from app.audit.recorder import AuditedRoute, committed, entry_values, record_of
+from app.auth import access as access_
 from app.deps import (
     AccessDep,
     ConnDep,
     CurrentPrincipal,
-    DatabaseDep,
-    SettingsDep,
     TxDep,
     WorkloadDep,
     WorkloadId,
+    database_of,
+    settings_of,
 )
 from app.domain.phases import Phase
 from app.domain.spec import WorkloadType
@@ -66,9 +67,7 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 async def _submit(
     request: Request,
-    db: DatabaseDep,
-    settings: SettingsDep,
-    access: AccessDep,
+    access: access_.Access,
     *,
     workload_type: WorkloadType,
     body: schemas.Submission,
@@ -77,6 +76,7 @@ async def _submit(
 ) -> Response:
     # Without a connection dependency: the submission path takes its own connections
     # (app.workloads.submission), and on a warm process makes one statement.
+    db, settings = database_of(request), settings_of(request)
     audit = record_of(request.scope)
     audit.target = f"{body.project}/{body.name}"
     access.check_project(body.project)
@@ -119,116 +119,47 @@ async def _submit(
     )
 
 
-@router.post(
-    "/interactives",
-    operation_id="submitInteractive",
-    status_code=201,
-    response_model=None,
-    responses=SUBMIT_RESPONSES,
+def _add_submission_route(
+    workload_type: WorkloadType, collection: str, model: type[schemas.Submission]
+) -> None:
+    """``POST /workloads/<collection>``: the same path for every type, each with the body model
+    of its own type (so the OpenAPI document and generated clients are precise)."""
+
+    async def submit(
+        request: Request,
+        access: AccessDep,
+        body: Any,
+        dry_run: DryRun = False,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response:
+        return await _submit(
+            request,
+            access,
+            workload_type=workload_type,
+            body=body,
+            dry_run=dry_run,
+            idempotency_key=idempotency_key,
+        )
+
+    submit.__annotations__["body"] = model
+    submit.__name__ = f"submit_{workload_type}"
+    router.post(
+        f"/{collection}",
+        operation_id=f"submit{workload_type.title()}",
+        status_code=201,
+        response_model=None,
+        responses=SUBMIT_RESPONSES,
+    )(submit)
+
+
+_SUBMISSIONS: tuple[tuple[WorkloadType, str, type[schemas.Submission]], ...] = (
+    ("interactive", "interactives", schemas.InteractiveSubmission),
+    ("training", "trainings", schemas.TrainingSubmission),
+    ("distributed", "distributed", schemas.DistributedSubmission),
+    ("inference", "inferences", schemas.InferenceSubmission),
 )
-async def submit_interactive(
-    request: Request,
-    db: DatabaseDep,
-    settings: SettingsDep,
-    access: AccessDep,
-    body: schemas.InteractiveSubmission,
-    dry_run: DryRun = False,
-    idempotency_key: IdempotencyKeyHeader = None,
-) -> Response:
-    return await _submit(
-        request,
-        db,
-        settings,
-        access,
-        workload_type="interactive",
-        body=body,
-        dry_run=dry_run,
-        idempotency_key=idempotency_key,
-    )
-
-
-@router.post(
-    "/trainings",
-    operation_id="submitTraining",
-    status_code=201,
-    response_model=None,
-    responses=SUBMIT_RESPONSES,
-)
-async def submit_training(
-    request: Request,
-    db: DatabaseDep,
-    settings: SettingsDep,
-    access: AccessDep,
-    body: schemas.TrainingSubmission,
-    dry_run: DryRun = False,
-    idempotency_key: IdempotencyKeyHeader = None,
-) -> Response:
-    return await _submit(
-        request,
-        db,
-        settings,
-        access,
-        workload_type="training",
-        body=body,
-        dry_run=dry_run,
-        idempotency_key=idempotency_key,
-    )
-
-
-@router.post(
-    "/distributed",
-    operation_id="submitDistributed",
-    status_code=201,
-    response_model=None,
-    responses=SUBMIT_RESPONSES,
-)
-async def submit_distributed(
-    request: Request,
-    db: DatabaseDep,
-    settings: SettingsDep,
-    access: AccessDep,
-    body: schemas.DistributedSubmission,
-    dry_run: DryRun = False,
-    idempotency_key: IdempotencyKeyHeader = None,
-) -> Response:
-    return await _submit(
-        request,
-        db,
-        settings,
-        access,
-        workload_type="distributed",
-        body=body,
-        dry_run=dry_run,
-        idempotency_key=idempotency_key,
-    )
-
-
-@router.post(
-    "/inferences",
-    operation_id="submitInference",
-    status_code=201,
-    response_model=None,
-    responses=SUBMIT_RESPONSES,
-)
-async def submit_inference(
-    request: Request,
-    db: DatabaseDep,
-    settings: SettingsDep,
-    access: AccessDep,
-    body: schemas.InferenceSubmission,
-    dry_run: DryRun = False,
-    idempotency_key: IdempotencyKeyHeader = None,
-) -> Response:
-    return await _submit(
-        request,
-        db,
-        settings,
-        access,
-        workload_type="inference",
-        body=body,
-        dry_run=dry_run,
-        idempotency_key=idempotency_key,
-    )
+for _type, _collection, _model in _SUBMISSIONS:
+    _add_submission_route(_type, _collection, _model)
 
 
 def _workloads(document: Any, status_code: int = 200) -> Response:
