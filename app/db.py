@@ -110,17 +110,6 @@ class BlockingDatabase:
 
         return self.portal.call(call)
 
-    def transaction(
-        self, fn: Callable[Concatenate[Conn, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """``fn(conn, *args, **kwargs)`` in a transaction."""
-
-        async def call() -> T:
-            async with self.db.transaction() as conn:
-                return await fn(conn, *args, **kwargs)
-
-        return self.portal.call(call)
-
     def close(self) -> None:
         try:
             self.portal.call(self.db.close)

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, LiteralString, TypeVar
 
+from psycopg import sql
 from psycopg.rows import class_row
 
 from app.auth.principal import Principal
@@ -55,6 +56,18 @@ IN_SCOPE: LiteralString = "(%(scope)s::text[] IS NULL OR {column} = ANY(%(scope)
 
 def in_scope(column: LiteralString) -> LiteralString:
     return IN_SCOPE.replace("{column}", column)
+
+
+Filter = tuple[LiteralString, dict[str, Any]] | None
+
+
+def where(*filters: Filter) -> tuple[sql.Composed, dict[str, Any]]:
+    """The AND of the given ``(condition, its parameters)``. A filter that is None, or any of
+    whose parameters is None (a query parameter not given), is left out, so that each statement
+    holds only the conditions asked for and the planner picks the index that serves them."""
+    present = [f for f in filters if f is not None and None not in f[1].values()]
+    params = {k: v for _, p in present for k, v in p.items()}
+    return sql.SQL(" AND ").join(sql.SQL(c) for c, _ in present or [("true", {})]), params
 
 
 def insert_select(

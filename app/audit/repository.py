@@ -11,7 +11,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from app.db import Conn
-from app.sql import JSON_ROW, JSON_ROWS, columns, fetch_all
+from app.sql import JSON_ROW, JSON_ROWS, columns, fetch_all, where
 from app.sql import insert_select as sql_insert_select
 
 
@@ -77,25 +77,18 @@ async def list_page(
     since: datetime | None,
     until: datetime | None,
 ) -> list[AuditRow]:
-    where: list[sql.Composable] = [sql.SQL("true")]
-    params: dict[str, Any] = {"limit": limit}
-    for column, op, value in (
-        ("actor", "=", actor),
-        ("method", "=", method),
-        ("time", ">=", since),
-        ("time", "<", until),
-        ("id", "<", before_id),
-    ):
-        if value is not None:
-            key = f"{column}{len(params)}"
-            where.append(
-                sql.SQL("{} " + op + " {}").format(sql.Identifier(column), sql.Placeholder(key))
-            )
-            params[key] = value
-    query = sql.SQL("SELECT {} FROM audit_log WHERE {} ORDER BY id DESC LIMIT %(limit)s").format(
-        sql.SQL(columns(AuditRow)), sql.SQL(" AND ").join(where)
+    condition, params = where(
+        ("actor = %(actor)s", {"actor": actor}),
+        ("method = %(method)s", {"method": method}),
+        ("time >= %(since)s", {"since": since}),
+        ("time < %(until)s", {"until": until}),
+        ("id < %(before)s", {"before": before_id}),
     )
-    return await fetch_all(conn, AuditRow, query, params)
+    query = sql.SQL("SELECT {} FROM audit_log WHERE {} ORDER BY id DESC LIMIT %(limit)s")
+    rows = sql.SQL(columns(AuditRow))
+    return await fetch_all(
+        conn, AuditRow, query.format(rows, condition), {**params, "limit": limit}
+    )
 
 
 async def purge(conn: Conn, *, older_than_days: float) -> int:

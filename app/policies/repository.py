@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from app.db import Conn
 from app.projects.repository import ProjectRow
-from app.sql import columns, fetch_all, fetch_one, in_scope
+from app.sql import columns, fetch_all, fetch_one, in_scope, where
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,28 +205,21 @@ async def list_page(
     project_id: uuid.UUID | None,
     workload_type: str | None,
 ) -> list[ListedPolicy]:
-    where: list[sql.Composable] = [
+    condition, params = where(
         # Global policies bind everyone; project policies show only within scope.
-        sql.SQL("(pol.project_id IS NULL OR " + in_scope("p.name") + ")"),
-    ]
-    params: dict[str, Any] = {"scope": scope, "limit": limit}
-    if global_scope is not None:
-        where.append(
-            sql.SQL("pol.project_id IS NULL" if global_scope else "pol.project_id IS NOT NULL")
-        )
-    if project_id is not None:
-        where.append(sql.SQL("pol.project_id = %(project_id)s"))
-        params["project_id"] = project_id
-    if workload_type is not None:
-        where.append(sql.SQL("pol.workload_type = %(type)s"))
-        params["type"] = workload_type
-    if after is not None:
-        where.append(sql.SQL("(pol.created_at, pol.id) > (%(after_time)s, %(after_id)s)"))
-        params["after_time"], params["after_id"] = after
+        ("(pol.project_id IS NULL OR " + in_scope("p.name") + ")", {"scope": scope}),
+        None
+        if global_scope is None
+        else ("pol.project_id IS NULL" if global_scope else "pol.project_id IS NOT NULL", {}),
+        ("pol.project_id = %(project_id)s", {"project_id": project_id}),
+        ("pol.workload_type = %(type)s", {"type": workload_type}),
+        after and ("(pol.created_at, pol.id) > (%(t)s, %(i)s)", {"t": after[0], "i": after[1]}),
+    )
     query = sql.SQL(
         "SELECT {}, p.name FROM policies pol LEFT JOIN projects p ON p.id = pol.project_id"
         " WHERE {} ORDER BY pol.created_at, pol.id LIMIT %(limit)s"
-    ).format(sql.SQL(_P_COLUMNS), sql.SQL(" AND ").join(where))
+    ).format(sql.SQL(_P_COLUMNS), condition)
+    params["limit"] = limit
     cursor = await conn.execute(query, params)
     width = len(PolicyRow.__dataclass_fields__)
     return [ListedPolicy(PolicyRow(*r[:width]), r[width]) for r in await cursor.fetchall()]

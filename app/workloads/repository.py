@@ -19,7 +19,16 @@ from psycopg.types.json import Jsonb
 from app.audit import repository as audit
 from app.db import Conn
 from app.policies.repository import TARGET_KEY, target_joins
-from app.sql import JSON_ROW, JSON_ROWS, columns, fetch_all, fetch_one, in_scope, insert_select
+from app.sql import (
+    JSON_ROW,
+    JSON_ROWS,
+    columns,
+    fetch_all,
+    fetch_one,
+    in_scope,
+    insert_select,
+    where,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,22 +221,18 @@ async def list_page(
 ) -> list[WorkloadRow]:
     """Newest first. Each filter is in the statement only when given, so that the planner picks
     the index that serves it."""
-    where: list[sql.Composable] = [
-        sql.SQL(in_scope("project")),
-        sql.SQL("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL"),
-    ]
-    params: dict[str, Any] = {"scope": scope, "limit": limit}
-    for column, value in (("project", project), ("type", workload_type), ("phase", phase)):
-        if value is not None:
-            where.append(sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)))
-            params[column] = value
-    if before is not None:
-        where.append(sql.SQL("(created_at, id) < (%(before_time)s, %(before_id)s)"))
-        params["before_time"], params["before_id"] = before
+    condition, params = where(
+        (in_scope("project"), {"scope": scope}),
+        ("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL", {}),
+        ("project = %(project)s", {"project": project}),
+        ("type = %(type)s", {"type": workload_type}),
+        ("phase = %(phase)s", {"phase": phase}),
+        before and ("(created_at, id) < (%(t)s, %(i)s)", {"t": before[0], "i": before[1]}),
+    )
     query = sql.SQL(
         "SELECT {} FROM workloads WHERE {} ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
-    ).format(sql.SQL(_COLUMNS), sql.SQL(" AND ").join(where))
-    return await fetch_all(conn, WorkloadRow, query, params)
+    ).format(sql.SQL(_COLUMNS), condition)
+    return await fetch_all(conn, WorkloadRow, query, {**params, "limit": limit})
 
 
 async def events_page(
