@@ -218,6 +218,9 @@ class _Primary:
     suspended_message: str = ""
     restarting: str | None = None
     troubles: list[str] = field(default_factory=list)
+    # A pod of it that succeeded is done, not lost: Kubeflow replicas (a Job's completions are
+    # in ``wanted`` already). Their pods succeed a moment before the operator says so.
+    succeeded_pods_done: bool = False
 
 
 _EMPTY: Mapping[str, Any] = {}
@@ -316,6 +319,7 @@ def _kubeflow(obj: Mapping[str, Any]) -> _Primary:
         wanted=0 if suspended else wanted,
         stopped=suspended,
         queue=_mapping(meta.get("labels")).get(KUEUE_QUEUE_LABEL),
+        succeeded_pods_done=True,
     )
     _finish(primary, conds, _KUBEFLOW_VERDICTS)
     if "Suspended" in conds:
@@ -562,6 +566,8 @@ def _running_verdict(
     requested: int,
 ) -> _Verdict:
     wanted = primary.wanted
+    if primary.succeeded_pods_done:
+        wanted = max(wanted - pods.succeeded, 0)
     up = pods.ready
     waiting: Phase | None = "Resuming" if resuming else None
 
