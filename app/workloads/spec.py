@@ -432,7 +432,6 @@ SPEC_MODELS: dict[WorkloadType, type[CommonSpec]] = {
 }
 
 
-
 def missing_required(workload_type: WorkloadType, spec: dict[str, Any]) -> list[tuple[str, str]]:
     """Fields the contract requires once defaults are applied: ``[(field, message)]``."""
     missing = []

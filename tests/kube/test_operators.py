@@ -52,6 +52,11 @@ def fate(outcome: str, run_seconds: int = 3600, **extra: str) -> dict[str, str]:
     return {OUTCOME: outcome, RUN_SECONDS: str(run_seconds), **extra}
 
 
+def gave_up(reason: str) -> str:
+    """The training operator's words when the restarts of ``fail`` reach its backoffLimit."""
+    return rf"{reason}: Job fail has failed because it has reached the specified backoff limit"
+
+
 @dataclass(frozen=True)
 class Framework:
     spec: dict[str, Any]
@@ -72,8 +77,7 @@ FRAMEWORKS: dict[str, Framework] = {
         {"distributedFramework": "PyTorch", "numWorkers": 2},
         pods=3,
         succeeded=r"PyTorchJobSucceeded: PyTorchJob ok is successfully completed\.",
-        failed=r"PyTorchJobFailed: Job fail has failed because it has reached the specified "
-        r"backoff limit",
+        failed=gave_up("PyTorchJobFailed"),
     ),
     "elastic": Framework(
         {"distributedFramework": "PyTorch", "numWorkers": 2, "minReplicas": 1, "maxReplicas": 3},
@@ -81,15 +85,13 @@ FRAMEWORKS: dict[str, Framework] = {
         own_spec=False,
         crashing="all",
         succeeded=r"PyTorchJobSucceeded: PyTorchJob \S+/ok successfully completed\.",
-        failed=r"PyTorchJobFailed: Job fail has failed because it has reached the specified "
-        r"backoff limit",
+        failed=gave_up("PyTorchJobFailed"),
     ),
     "tf": Framework(
         {"distributedFramework": "TF", "numWorkers": 2},
         pods=3,
         succeeded=r"TFJobSucceeded: TFJob \S+/ok successfully completed\.",
-        failed=r"TFJobFailed: Job fail has failed because it has reached the specified "
-        r"backoff limit",
+        failed=gave_up("TFJobFailed"),
     ),
     "mpi": Framework(
         {"distributedFramework": "MPI", "numWorkers": 2, "slotsPerWorker": 2},

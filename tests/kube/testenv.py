@@ -428,6 +428,23 @@ class Component:
         self.process = None
 
 
+def _stop_all(components: list[Component]) -> None:
+    """Stop the components, the last started first."""
+    for c in reversed(components):
+        c.stop()
+    components.clear()
+
+
+@contextlib.contextmanager
+def _stop_on_error(stop: Callable[[], None]) -> Iterator[None]:
+    """Run ``stop`` if the block fails (a half-started set of processes must not linger)."""
+    try:
+        yield
+    except BaseException:
+        stop()
+        raise
+
+
 def _wait(what: str, ready: Callable[[], bool], timeout: float, *components: Component) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.05
@@ -515,7 +532,7 @@ class ControlPlane:
         _remove_stale_workdirs()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         logs = self.log_dir or self.workdir / "logs"
-        try:
+        with _stop_on_error(self.stop):
             self._certs = _make_certs(self.workdir / "certs")
             self._start_etcd(logs)
             self._start_apiserver(logs)
@@ -527,15 +544,10 @@ class ControlPlane:
                 self._start_scheduler(logs)
             if self.kwok:
                 self._start_kwok(logs)
-        except BaseException:
-            self.stop()
-            raise
         self.startup_seconds = time.monotonic() - t0
 
     def stop(self) -> None:
-        for c in reversed(self.components):
-            c.stop()
-        self.components.clear()
+        _stop_all(self.components)
         if getattr(self, "workdir", None) is not None and self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -839,46 +851,34 @@ MPI_OPERATOR_HEALTH_PORT = 8080
 MPI_OPERATOR_LOCK = Path(tempfile.gettempdir()) / "runplane-kube-mpi-operator.lock"
 
 
+# (apiVersion, kind, replica specs key, {replica type: container}) of each operator's kinds.
+_PROBES = (
+    ("kubeflow.org/v1", "PyTorchJob", "pytorchReplicaSpecs", {"Master": "pytorch"}),
+    ("kubeflow.org/v1", "TFJob", "tfReplicaSpecs", {"Worker": "tensorflow"}),
+    ("kubeflow.org/v2beta1", "MPIJob", "mpiReplicaSpecs", {"Launcher": "mpi", "Worker": "mpi"}),
+)
+
+
 def _probe_jobs(namespace: str) -> list[dict[str, Any]]:
     """A suspended PyTorchJob, TFJob and MPIJob: each operator writes a Created condition on its
     own once its controller is running (and, suspended, creates no pod)."""
-
-    def template(container: str) -> dict[str, Any]:
-        return {"spec": {"containers": [{"name": container, "image": "probe"}]}}
-
-    meta = {"name": "testenv-probe", "namespace": namespace}
-    replica = {"replicas": 1, "restartPolicy": "OnFailure"}
     return [
         {
-            "apiVersion": "kubeflow.org/v1",
-            "kind": "PyTorchJob",
-            "metadata": meta,
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"name": "testenv-probe", "namespace": namespace},
             "spec": {
                 "runPolicy": {"suspend": True},
-                "pytorchReplicaSpecs": {"Master": {**replica, "template": template("pytorch")}},
-            },
-        },
-        {
-            "apiVersion": "kubeflow.org/v1",
-            "kind": "TFJob",
-            "metadata": meta,
-            "spec": {
-                "runPolicy": {"suspend": True},
-                "tfReplicaSpecs": {"Worker": {**replica, "template": template("tensorflow")}},
-            },
-        },
-        {
-            "apiVersion": "kubeflow.org/v2beta1",
-            "kind": "MPIJob",
-            "metadata": meta,
-            "spec": {
-                "runPolicy": {"suspend": True},
-                "mpiReplicaSpecs": {
-                    "Launcher": {"replicas": 1, "template": template("launcher")},
-                    "Worker": {"replicas": 1, "template": template("worker")},
+                key: {
+                    rtype: {
+                        "replicas": 1,
+                        "template": {"spec": {"containers": [{"name": c, "image": "probe"}]}},
+                    }
+                    for rtype, c in replicas.items()
                 },
             },
-        },
+        }
+        for api_version, kind, key, replicas in _PROBES
     ]
 
 
@@ -918,36 +918,32 @@ class KubeflowOperators:
 
     def start(self) -> None:
         t0 = time.monotonic()
-        try:
-            with self.control_plane.api_client() as api:
-                for manifest in (
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Namespace",
-                        "metadata": {"name": OPERATOR_NAMESPACE},
+        with _stop_on_error(self.stop), self.control_plane.api_client() as api:
+            # The operators' namespace, with the Secret the certificate rotator fills (it updates
+            # it, so it must exist), as the training operator's manifests create them.
+            for manifest in (
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": OPERATOR_NAMESPACE},
+                },
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {
+                        "name": TRAINING_OPERATOR_SECRET,
+                        "namespace": OPERATOR_NAMESPACE,
                     },
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Secret",
-                        "metadata": {
-                            "name": TRAINING_OPERATOR_SECRET,
-                            "namespace": OPERATOR_NAMESPACE,
-                        },
-                    },
-                ):
-                    apply(api, manifest, field_manager=TESTENV_FIELD_MANAGER, force=True)
-                self._start_training_operator()
-                self._start_mpi_operator()
-                self._probe(api)
-        except BaseException:
-            self.stop()
-            raise
+                },
+            ):
+                apply(api, manifest, field_manager=TESTENV_FIELD_MANAGER, force=True)
+            self._start_training_operator()
+            self._start_mpi_operator()
+            self._probe(api)
         self.startup_seconds = time.monotonic() - t0
 
     def stop(self) -> None:
-        for c in reversed(self.components):
-            c.stop()
-        self.components.clear()
+        _stop_all(self.components)
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None
