@@ -12,10 +12,12 @@ seen ``Pending`` with the scheduler's words before it runs:
 - ``ok`` runs a few seconds and succeeds: ``Running`` with every pod, then ``Completed``;
 - ``long`` runs on: suspended (the operator removes its pods), resumed, deleted (nothing of it is
   left in the cluster);
-- ``fail`` exits with code 3: ``Failed`` with the operator's reason;
-- ``pull`` has a worker that cannot pull its image: the message says so at once, and the pending
-  timeout fails it;
-- ``crash`` has a crash-looping replica: ``Degraded``.
+- ``fail`` exits with code 3: ``Failed`` with the operator's reason (the training operator's and
+  the MPI launcher Job's ``backoffLimit`` once the replicas have restarted six times);
+- ``pull`` has a worker that cannot pull its image: the message says so in the next cycle, and
+  the pending timeout fails it;
+- ``crash`` has a crash-looping replica: ``Degraded`` until the operator gives up (the native
+  rendering's pods never restart: it fails at once).
 """
 
 from __future__ import annotations
