@@ -19,13 +19,16 @@ The model, kept small on purpose:
   a full cluster starts when capacity frees up, not at once.
 - Annotations on the workload's object or its pod templates change its fate:
   ``simulation.runplane.io/outcome`` (``succeed``, ``fail``, ``image-pull-error``,
-  ``crash-loop``), ``simulation.runplane.io/run-seconds`` and
-  ``simulation.runplane.io/start-seconds``. ``fail`` exits 1 at the end of the run (a Job then
-  fails with ``BackoffLimitExceeded`` without retries; a StatefulSet or Deployment restarts it
-  and crash-loops); ``image-pull-error`` waits in ``ErrImagePull``/``ImagePullBackOff`` for
-  ever; ``crash-loop`` exits 1 after at most 10 s each try, with the kubelet's back-off, until a
-  Job's ``backoffLimit`` (or a Kubeflow ``runPolicy.backoffLimit``) is reached. The kubelet
-  restarts in place whatever the pod's ``restartPolicy``, which keeps the story to one pod.
+  ``crash-loop``), ``simulation.runplane.io/run-seconds``,
+  ``simulation.runplane.io/start-seconds`` and ``simulation.runplane.io/exit-code`` (what
+  ``fail`` and ``crash-loop`` exit with, 1 by default). ``fail`` exits at the end of the run (a
+  Job then fails with ``BackoffLimitExceeded`` without retries; a StatefulSet or Deployment
+  restarts it and crash-loops); ``image-pull-error`` waits in ``ErrImagePull``/
+  ``ImagePullBackOff`` for ever; ``crash-loop`` exits after at most 10 s each try, with the
+  kubelet's back-off, until a Job's ``backoffLimit`` (or a Kubeflow ``runPolicy.backoffLimit``)
+  is reached. The kubelet restarts in place whatever the pod's ``restartPolicy``, which keeps
+  the story to one pod. (The test cluster's kwok Stages, ``tests/kube/kwok-outcomes.yaml``, play
+  the same annotations with the kubelet's own rules.)
 
 Speed: a reconcile cycle over 10,000 workloads has a few tens of microseconds for each. Outputs
 therefore share unchanged sub-objects (pod specs, label maps) with the inputs, and a
@@ -54,6 +57,7 @@ from app.domain.labels import KAI_GPU_FRACTION_ANNOTATION as GPU_FRACTION_ANNOTA
 OUTCOME_ANNOTATION = "simulation.runplane.io/outcome"
 RUN_SECONDS_ANNOTATION = "simulation.runplane.io/run-seconds"
 START_SECONDS_ANNOTATION = "simulation.runplane.io/start-seconds"
+EXIT_CODE_ANNOTATION = "simulation.runplane.io/exit-code"
 Outcome = Literal["succeed", "fail", "image-pull-error", "crash-loop"]
 OUTCOMES: tuple[Outcome, ...] = ("succeed", "fail", "image-pull-error", "crash-loop")
 
@@ -202,6 +206,15 @@ def _seconds(value: Any, default: float) -> float:
     return seconds if math.isfinite(seconds) and seconds >= 0 else default
 
 
+def _exit_code(value: Any) -> int:
+    """A failing container's exit code: 1 unless the annotation names another (1-255)."""
+    try:
+        code = int(value)
+    except (TypeError, ValueError):
+        return 1
+    return code if 1 <= code <= 255 else 1
+
+
 def _digest(*parts: str) -> bytes:
     return hashlib.md5("/".join(parts).encode(), usedforsecurity=False).digest()
 
@@ -282,6 +295,7 @@ class _Static:
     outcome: Outcome
     start_seconds: float
     run_seconds: float
+    exit_code: int  # of fail and crash-loop
     groups: list[_Group]
     gpus: list[int]  # per pod when running, in group order (a stopped workload's too)
     shape: tuple[int, ...]  # the non-zero GPU requests, largest first
@@ -341,6 +355,7 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
     outcome: Outcome = outcome_text if outcome_text in OUTCOMES else "succeed"
     start_seconds = _seconds(annotations.get(START_SECONDS_ANNOTATION), timing.start_seconds)
     run_seconds = _seconds(annotations.get(RUN_SECONDS_ANNOTATION), timing.run_seconds)
+    exit_code = _exit_code(annotations.get(EXIT_CODE_ANNOTATION))
     hold = _INF
     if finite:
         if outcome in ("succeed", "fail"):
@@ -364,6 +379,7 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
         outcome=outcome,
         start_seconds=start_seconds,
         run_seconds=run_seconds,
+        exit_code=exit_code,
         groups=groups,
         gpus=gpus,
         shape=tuple(sorted((g for g in gpus if g > 0), reverse=True)),
@@ -782,7 +798,7 @@ def _pod(
             last_state = {
                 "terminated": {
                     "containerID": container_id,
-                    "exitCode": 1,
+                    "exitCode": s.exit_code,
                     "finishedAt": ts(ready_at + last_end),
                     "reason": "Error",
                     "startedAt": ts(ready_at + last_end - last_try),
@@ -809,7 +825,7 @@ def _pod(
         state = {
             "terminated": {
                 "containerID": container_id,
-                "exitCode": 1 if failed else 0,
+                "exitCode": s.exit_code if failed else 0,
                 "finishedAt": ts(end),
                 "reason": "Error" if failed else "Completed",
                 "startedAt": ts(ready_at),

@@ -29,8 +29,10 @@ How the phase is chosen, in order:
    Kubeflow job waits in its queue (``Pending``); scheduled pods not yet ready are
    ``Initializing``; all wanted pods ready is ``Running`` (the wanted size is the spec's, an
    autoscaler's ``minReplicas``, an elastic job's ``minReplicas``, or a Job's remaining
-   completions); fewer after having run is ``Degraded``. While coming back from a stop, what
-   would be ``Pending``/``Initializing`` is ``Resuming``.
+   completions; a Kubeflow job's pods that succeeded are done, not missing); fewer after having
+   run is ``Degraded``. While coming back from a stop, what would be ``Pending``/``Initializing``
+   is ``Resuming``. Whether a Job or Kubeflow job is stopped is its spec's ``suspend``: its
+   ``Suspended`` condition lags behind a resume.
 
 Messages hold no clock-dependent text, so that an unchanged cluster gives an unchanged status.
 """
@@ -218,6 +220,9 @@ class _Primary:
     suspended_message: str = ""
     restarting: str | None = None
     troubles: list[str] = field(default_factory=list)
+    # A pod of it that succeeded is done, not lost: Kubeflow replicas (a Job's completions are
+    # in ``wanted`` already). Their pods succeed a moment before the operator says so.
+    succeeded_pods_done: bool = False
 
 
 _EMPTY: Mapping[str, Any] = {}
@@ -248,7 +253,9 @@ def _job(obj: Mapping[str, Any]) -> _Primary:
     conds = _true_conditions(status)
     parallelism = _int(spec.get("parallelism"), 1)
     completions = spec.get("completions")
-    suspended = spec.get("suspend") is True or "Suspended" in conds
+    # The spec, not the Suspended condition, says whether it is stopped: the condition lags,
+    # still True for a moment after a resume while the controller creates the pods again.
+    suspended = spec.get("suspend") is True
     remaining = parallelism
     if isinstance(completions, int):
         remaining = min(parallelism, max(completions - _int(status.get("succeeded"), 0), 0))
@@ -263,7 +270,7 @@ def _job(obj: Mapping[str, Any]) -> _Primary:
     # Failed/Complete once the pods are gone; the first is already the verdict, and its time
     # is when the workload finished.
     _finish(primary, conds, _JOB_VERDICTS)
-    if "Suspended" in conds:
+    if suspended and "Suspended" in conds:
         primary.suspended_message = str(conds["Suspended"].get("message") or "")
     return primary
 
@@ -309,16 +316,17 @@ def _kubeflow(obj: Mapping[str, Any]) -> _Primary:
         # Elastic PyTorch runs at full strength with minReplicas workers.
         wanted = requested - replicas["Worker"] + min(replicas["Worker"], elastic_min)
     conds = _true_conditions(status)
-    suspended = _mapping(spec.get("runPolicy")).get("suspend") is True or "Suspended" in conds
+    suspended = _mapping(spec.get("runPolicy")).get("suspend") is True  # as for a Job
     primary = _Primary(
         kind=kind,
         requested=requested,
         wanted=0 if suspended else wanted,
         stopped=suspended,
         queue=_mapping(meta.get("labels")).get(KUEUE_QUEUE_LABEL),
+        succeeded_pods_done=True,
     )
     _finish(primary, conds, _KUBEFLOW_VERDICTS)
-    if "Suspended" in conds:
+    if suspended and "Suspended" in conds:
         primary.suspended_message = str(conds["Suspended"].get("message") or "")
     if "Restarting" in conds:
         primary.restarting = str(conds["Restarting"].get("message") or f"{kind} is restarting")
@@ -562,6 +570,8 @@ def _running_verdict(
     requested: int,
 ) -> _Verdict:
     wanted = primary.wanted
+    if primary.succeeded_pods_done:
+        wanted = max(wanted - pods.succeeded, 0)
     up = pods.ready
     waiting: Phase | None = "Resuming" if resuming else None
 

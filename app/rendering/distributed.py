@@ -5,6 +5,9 @@ Replicas: one master (PyTorch ``Master``, TF ``Chief``, MPI ``Launcher``) and ``
 ``tensorflow``, and by the mpi-operator convention ``mpi-launcher`` / ``mpi-worker``.
 ``cleanPodPolicy`` -> ``runPolicy.cleanPodPolicy``; stop -> ``runPolicy.suspend`` (always
 rendered, so that resuming applies ``false``; ``true`` with Kueue, which admits by unsuspending).
+``runPolicy.backoffLimit`` is 6, the Job API's default: the replicas restart in place
+(``OnFailure``), and without a limit the training operator never fails a job whose program keeps
+crashing (it restarts it for ever, holding its GPUs); the MPI operator hands it to its launcher Job.
 
 The master's spec:
 
@@ -44,6 +47,8 @@ from app.rendering.common import Manifest, Problem
 from app.rendering.context import RenderContext
 
 MASTER_PORT = 29500
+# Container restarts (summed over the pods) before the operator fails the job, as a Job's default.
+BACKOFF_LIMIT = 6
 COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 GPU_FIELDS = ("gpuDevicesRequest", "gpuPortionRequest", "gpuMemoryRequest")
 
@@ -110,6 +115,7 @@ def _run_policy(ctx: RenderContext) -> dict[str, Any]:
     policy: dict[str, Any] = {}
     if ctx.spec.get("cleanPodPolicy"):
         policy["cleanPodPolicy"] = ctx.spec["cleanPodPolicy"]
+    policy["backoffLimit"] = BACKOFF_LIMIT
     policy["suspend"] = suspended(ctx)
     return policy
 

@@ -11,6 +11,7 @@ from typing import Any
 NAMESPACE = "runplane-team-a"
 OUTCOME = "simulation.runplane.io/outcome"
 RUN_SECONDS = "simulation.runplane.io/run-seconds"
+EXIT_CODE = "simulation.runplane.io/exit-code"
 
 
 def labels(workload_id: str, workload_type: str) -> dict[str, str]:

@@ -173,6 +173,21 @@ def test_run_seconds_annotation_wins_over_the_default() -> None:
 
 
 @pytest.mark.parametrize(
+    ("workload_type", "build", "words"),
+    [
+        ("training", lambda a: m.training(annotations=a), "exited with code 3 (Error)"),
+        ("interactive", lambda a: m.interactive(annotations=a), "last exit code 3 (Error)"),
+    ],
+)
+def test_exit_code_annotation_is_what_the_container_exits_with(
+    workload_type: str, build: Builder, words: str
+) -> None:
+    seen = lifecycle(workload_type, build({**fate("fail", 5), m.EXIT_CODE: "3"}))
+    assert any(words in s.message for s in seen), [s.message for s in seen]
+    assert not any("code 1 " in s.message for s in seen)
+
+
+@pytest.mark.parametrize(
     ("workload_type", "manifests"),
     [
         ("training", m.training(suspend=True)),

@@ -2,8 +2,9 @@
 
 ``kube_control_plane`` (session) runs etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok with one fake node on 127.0.0.1, with the Kubeflow CRDs of the pinned
-upstream modules installed. It builds the binaries first when they are not cached (that can take
-a long while on a cold machine; ``tools/k8s-testenv/build.sh`` does the same ahead of time).
+upstream modules installed; ``kube_operators`` (session) adds the Kubeflow training operator and
+the MPI operator. They build the binaries first when they are not cached (that can take a long
+while on a cold machine; ``tools/k8s-testenv/build.sh`` does the same ahead of time).
 
 When the binaries can't be had, the tests here are skipped with the reason, or fail when
 ``RUNPLANE_REQUIRE_KUBE=1`` (CI). ``RUNPLANE_KUBE_BUILD=0`` forbids building from here;
@@ -34,33 +35,60 @@ def _unavailable(reason: str) -> NoReturn:
 
 
 @pytest.fixture(scope="session")
-def kube_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testenv.ControlPlane]:
+def kube_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the components (and build.sh) write their logs."""
+    return Path(os.environ.get("RUNPLANE_KUBE_LOG_DIR") or tmp_path_factory.mktemp("kube-logs"))
+
+
+def _binaries(names: list[str], log_dir: Path) -> tuple[Path, float]:
+    """The directory with ``names`` (built if need be and allowed), and how long that took."""
+    build = os.environ.get("RUNPLANE_KUBE_BUILD", "1") != "0"
+    t0 = time.monotonic()
+    try:
+        bin_dir = testenv.find_binaries(names, build=build, log=log_dir / "build.log")
+    except testenv.BinariesUnavailable as err:
+        _unavailable(str(err))
+    return bin_dir, time.monotonic() - t0
+
+
+@pytest.fixture(scope="session")
+def kube_control_plane(kube_log_dir: Path) -> Iterator[testenv.ControlPlane]:
     """A running control plane: ``.kubeconfig`` (Path), ``.server``, ``.api_client()``."""
     try:
         import cryptography  # noqa: F401
     except ImportError:
         _unavailable("the Python package `cryptography` (for the certificates) is not installed")
-    log_dir = Path(os.environ.get("RUNPLANE_KUBE_LOG_DIR") or tmp_path_factory.mktemp("kube-logs"))
-    build = os.environ.get("RUNPLANE_KUBE_BUILD", "1") != "0"
-    t0 = time.monotonic()
-    try:
-        bin_dir = testenv.find_binaries(
-            [*testenv.BINARIES, testenv.CRDS], build=build, log=log_dir / "build.log"
-        )
-    except testenv.BinariesUnavailable as err:
-        _unavailable(str(err))
-    built_in = time.monotonic() - t0
-
-    cp = testenv.ControlPlane(bin_dir=bin_dir, crd_dir=testenv.crd_dir(bin_dir), log_dir=log_dir)
+    bin_dir, built_in = _binaries([*testenv.BINARIES, testenv.CRDS], kube_log_dir)
+    cp = testenv.ControlPlane(
+        bin_dir=bin_dir, crd_dir=testenv.crd_dir(bin_dir), log_dir=kube_log_dir
+    )
     cp.start()
     print(
         f"\nkube control plane: binaries ready in {built_in:.1f}s, up in {cp.startup_seconds:.1f}s"
-        f" at {cp.server}; logs in {log_dir}"
+        f" at {cp.server}; logs in {kube_log_dir}"
     )
     try:
         yield cp
     finally:
         cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_operators(
+    kube_control_plane: testenv.ControlPlane, kube_log_dir: Path
+) -> Iterator[testenv.KubeflowOperators]:
+    """The Kubeflow training operator and MPI operator running against ``kube_control_plane``."""
+    bin_dir, built_in = _binaries(list(testenv.OPERATORS), kube_log_dir)
+    operators = testenv.KubeflowOperators(kube_control_plane, bin_dir, log_dir=kube_log_dir)
+    operators.start()
+    print(
+        f"\nKubeflow operators: binaries ready in {built_in:.1f}s, "
+        f"up in {operators.startup_seconds:.1f}s; logs in {kube_log_dir}"
+    )
+    try:
+        yield operators
+    finally:
+        operators.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,14 @@
 """A local Kubernetes control plane for tests, started as plain processes, like envtest.
 
-The binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) are built from
-Go modules by ``tools/k8s-testenv/build.sh`` into ``.cache/k8s-testenv/<versions>/bin/``; see
+The binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, and the
+Kubeflow training operator and MPI operator) are built from Go modules by
+``tools/k8s-testenv/build.sh`` into ``.cache/k8s-testenv/<versions>/bin/``; see
 ``tools/k8s-testenv/README.md``. This module finds (or builds) them, makes the certificates and a
 ``system:masters`` kubeconfig, starts the processes on random 127.0.0.1 ports, installs the
 Kubeflow CRDs that build.sh took from the pinned upstream modules (``<versions>/crds/kubeflow``)
 and waits until they are Established, registers fake kwok Nodes, and tears everything down
-again (process groups, then the temporary directory).
+again (process groups, then the temporary directory). :class:`KubeflowOperators` runs the two
+operators against a started control plane.
 
 Only loopback addresses are listened on or connected to. ``--service-cluster-ip-range`` and kwok's
 pod CIDR are bookkeeping inside the API server: no process routes to them. Fake nodes report
@@ -20,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import fcntl
 import ipaddress
 import json
 import os
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tests.kube.helpers import apply, get
+from tests.kube.helpers import apply, delete, get
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / "tools" / "k8s-testenv"
@@ -46,7 +49,10 @@ BUILD_SCRIPT = TOOLS_DIR / "build.sh"
 VERSIONS_FILE = TOOLS_DIR / "versions.env"
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+OPERATORS = ("training-operator", "mpi-operator")
 KWOK_STAGES_FILE = "kwok-stages.yaml"  # written by build.sh beside bin/
+# Runplane's own Stages: pods play simulation.runplane.io/outcome (see the file).
+KWOK_OUTCOMES = Path(__file__).with_name("kwok-outcomes.yaml")
 CRDS = "crds"  # build.sh's name for the upstream CRDs, which it writes into crds/ beside bin/
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -374,6 +380,7 @@ class Component:
     name: str
     args: list[str]
     log: Path
+    env: dict[str, str] | None = None  # added to this process's environment
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -383,6 +390,7 @@ class Component:
             out.flush()
             self.process = subprocess.Popen(
                 self.args,
+                env={**os.environ, **self.env} if self.env else None,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -418,6 +426,23 @@ class Component:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
         self.process = None
+
+
+def _stop_all(components: list[Component]) -> None:
+    """Stop the components, the last started first."""
+    for c in reversed(components):
+        c.stop()
+    components.clear()
+
+
+@contextlib.contextmanager
+def _stop_on_error(stop: Callable[[], None]) -> Iterator[None]:
+    """Run ``stop`` if the block fails (a half-started set of processes must not linger)."""
+    try:
+        yield
+    except BaseException:
+        stop()
+        raise
 
 
 def _wait(what: str, ready: Callable[[], bool], timeout: float, *components: Component) -> None:
@@ -507,7 +532,7 @@ class ControlPlane:
         _remove_stale_workdirs()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         logs = self.log_dir or self.workdir / "logs"
-        try:
+        with _stop_on_error(self.stop):
             self._certs = _make_certs(self.workdir / "certs")
             self._start_etcd(logs)
             self._start_apiserver(logs)
@@ -519,15 +544,10 @@ class ControlPlane:
                 self._start_scheduler(logs)
             if self.kwok:
                 self._start_kwok(logs)
-        except BaseException:
-            self.stop()
-            raise
         self.startup_seconds = time.monotonic() - t0
 
     def stop(self) -> None:
-        for c in reversed(self.components):
-            c.stop()
-        self.components.clear()
+        _stop_all(self.components)
         if getattr(self, "workdir", None) is not None and self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -565,6 +585,10 @@ class ControlPlane:
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
             response.read()
+
+    def cert_file(self, name: str) -> Path:
+        """A file made at start: ``ca.crt``, ``apiserver.crt``/``.key`` (127.0.0.1, localhost)..."""
+        return self._certs[name]
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self._certs["ca.crt"]))
@@ -743,6 +767,7 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kwok"),
                 f"--config={stages}",
+                f"--config={KWOK_OUTCOMES}",
                 f"--kubeconfig={self.kubeconfig}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
@@ -836,6 +861,231 @@ def install_crds(api_client: Any, files: Iterable[Path], timeout: float = 60.0) 
     return names
 
 
+# --------------------------------------------------------------------------------------------
+# The Kubeflow operators
+
+OPERATOR_NAMESPACE = "kubeflow"  # where a cluster runs them; holds their Secret and lease
+TRAINING_OPERATOR_SECRET = "training-operator-webhook-cert"
+# The training operator's certificate rotator (open-policy-agent/cert-controller) waits until this
+# file exists, which in a cluster is its Secret mounted into its pod. The path is fixed in its code;
+# the webhook server itself reads $TMPDIR/k8s-webhook-server/serving-certs, one per run.
+ROTATOR_CERT_FILE = Path("/tmp/k8s-webhook-server/serving-certs/tls.crt")
+# The MPI operator serves /healthz on this port of every interface, fixed in its code: only one
+# can run on a machine at a time, so test sessions take turns with a lock file.
+MPI_OPERATOR_HEALTH_PORT = 8080
+MPI_OPERATOR_LOCK = Path(tempfile.gettempdir()) / "runplane-kube-mpi-operator.lock"
+
+
+# (apiVersion, kind, replica specs key, {replica type: container}) of each operator's kinds.
+_PROBES = (
+    ("kubeflow.org/v1", "PyTorchJob", "pytorchReplicaSpecs", {"Master": "pytorch"}),
+    ("kubeflow.org/v1", "TFJob", "tfReplicaSpecs", {"Worker": "tensorflow"}),
+    ("kubeflow.org/v2beta1", "MPIJob", "mpiReplicaSpecs", {"Launcher": "mpi", "Worker": "mpi"}),
+)
+
+
+def _probe_jobs(namespace: str) -> list[dict[str, Any]]:
+    """A suspended PyTorchJob, TFJob and MPIJob: each operator writes a Created condition on its
+    own once its controller is running (and, suspended, creates no pod)."""
+    return [
+        {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"name": "testenv-probe", "namespace": namespace},
+            "spec": {
+                "runPolicy": {"suspend": True},
+                key: {
+                    rtype: {
+                        "replicas": 1,
+                        "template": {"spec": {"containers": [{"name": c, "image": "probe"}]}},
+                    }
+                    for rtype, c in replicas.items()
+                },
+            },
+        }
+        for api_version, kind, key, replicas in _PROBES
+    ]
+
+
+@dataclass
+class KubeflowOperators:
+    """The Kubeflow training operator (PyTorchJob and TFJob only, not its v1 MPIJob) and the MPI
+    operator (MPIJob v2beta1), as processes against a started :class:`ControlPlane`.
+
+    They run as the admin user, with leader election off (training operator) or alone in their
+    lease (MPI operator), their metrics off, and without webhooks: the training operator's only
+    webhook validates jobs, and both operators apply their defaults themselves. The training
+    operator still serves its webhook endpoint (it cannot be switched off) on a free port, with the
+    control plane's serving certificate.
+    """
+
+    control_plane: ControlPlane
+    bin_dir: Path
+    log_dir: Path | None = None
+    startup_timeout: float = 120.0
+    lock_timeout: float = 900.0  # another session's MPI operator may hold port 8080 this long
+
+    components: list[Component] = field(init=False, default_factory=list)
+    startup_seconds: float = field(init=False, default=0.0)
+    _lock: IO[bytes] | None = field(init=False, default=None)
+
+    def __enter__(self) -> KubeflowOperators:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def logs(self) -> Path:
+        cp = self.control_plane
+        return self.log_dir or cp.log_dir or cp.workdir / "logs"
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        with _stop_on_error(self.stop), self.control_plane.api_client() as api:
+            # The operators' namespace, with the Secret the certificate rotator fills (it updates
+            # it, so it must exist), as the training operator's manifests create them.
+            for manifest in (
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": OPERATOR_NAMESPACE},
+                },
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {
+                        "name": TRAINING_OPERATOR_SECRET,
+                        "namespace": OPERATOR_NAMESPACE,
+                    },
+                },
+            ):
+                apply(api, manifest, field_manager=TESTENV_FIELD_MANAGER, force=True)
+            self._start_training_operator()
+            self._start_mpi_operator()
+            self._probe(api)
+        self.startup_seconds = time.monotonic() - t0
+
+    def stop(self) -> None:
+        _stop_all(self.components)
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Component:
+        c = Component(name, args, self.logs / f"{name}.log", env=env)
+        self.components.append(c)
+        c.start()
+        return c
+
+    def _start_training_operator(self) -> None:
+        cp = self.control_plane
+        tmp = cp.workdir / "training-operator"
+        certs = tmp / "k8s-webhook-server" / "serving-certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cp.cert_file("apiserver.crt"), certs / "tls.crt")
+        shutil.copyfile(cp.cert_file("apiserver.key"), certs / "tls.key")
+        _ensure_file(ROTATOR_CERT_FILE, cp.cert_file("apiserver.crt").read_bytes())
+        probe_port = free_port()
+        comp = self._spawn(
+            "training-operator",
+            [
+                str(self.bin_dir / "training-operator"),
+                "--enable-scheme=pytorchjob",
+                "--enable-scheme=tfjob",
+                "--metrics-bind-address=0",
+                f"--health-probe-bind-address=127.0.0.1:{probe_port}",
+                f"--webhook-server-port={free_port()}",
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
+            ],
+            {
+                "KUBECONFIG": str(cp.kubeconfig),
+                "MY_POD_NAMESPACE": OPERATOR_NAMESPACE,
+                "TMPDIR": str(tmp),
+            },
+        )
+        # Ready once its certificates are in place and its controllers and webhook registered.
+        _wait(
+            "training-operator /readyz",
+            lambda: _http_ok(f"http://127.0.0.1:{probe_port}/readyz"),
+            self.startup_timeout,
+            comp,
+        )
+
+    def _start_mpi_operator(self) -> None:
+        self._lock = _lock_file(
+            MPI_OPERATOR_LOCK,
+            self.lock_timeout,
+            f"another test session on this machine runs an MPI operator (port "
+            f"{MPI_OPERATOR_HEALTH_PORT} is fixed in its code)",
+        )
+        cp = self.control_plane
+        self._spawn(
+            "mpi-operator",
+            [
+                str(self.bin_dir / "mpi-operator"),
+                f"--kubeConfig={cp.kubeconfig}",
+                f"--lock-namespace={OPERATOR_NAMESPACE}",
+                "--threadiness=4",
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
+            ],
+            {"KUBECONFIG": str(cp.kubeconfig)},
+        )
+
+    def _probe(self, api: Any) -> None:
+        """Wait until each operator has acted on a job of its kinds, then remove the probes."""
+        jobs = _probe_jobs(OPERATOR_NAMESPACE)
+        for job in jobs:
+            apply(api, job, field_manager=TESTENV_FIELD_MANAGER, force=True)
+
+        def created() -> bool:
+            for job in jobs:
+                live = get(api, job["apiVersion"], job["kind"], "testenv-probe", OPERATOR_NAMESPACE)
+                if "Created" not in _conditions(live or {}):
+                    return False
+            return True
+
+        _wait("the operators to act on a job", created, self.startup_timeout, *self.components)
+        for job in jobs:
+            delete(
+                api,
+                job["apiVersion"],
+                job["kind"],
+                "testenv-probe",
+                OPERATOR_NAMESPACE,
+                propagation_policy="Background",
+            )
+
+
+def _ensure_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with ``data`` unless it exists (atomically: others may race for it)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _lock_file(path: Path, timeout: float, holder: str) -> IO[bytes]:
+    """An exclusive ``flock`` on ``path``, waiting up to ``timeout``; closing the file frees it."""
+    f = path.open("ab")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                f.close()
+                raise StartupError(f"waited {timeout:.0f}s for {path}: {holder}") from None
+            time.sleep(1)
+
+
 @contextlib.contextmanager
 def running(**kwargs: Any) -> Iterator[ControlPlane]:
     """Find/build the binaries and run a control plane for the duration of the block."""
@@ -852,10 +1102,17 @@ def running(**kwargs: Any) -> Iterator[ControlPlane]:
         yield cp
 
 
-if __name__ == "__main__":  # python -m tests.kube.testenv: start, print KUBECONFIG, wait for ^C
+if __name__ == "__main__":
+    # python -m tests.kube.testenv [--operators]: start, print KUBECONFIG, wait for ^C
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that stop() runs
-    with running(log_dir=Path(tempfile.mkdtemp(prefix="runplane-kube-logs-"))) as cp:
+    with contextlib.ExitStack() as stack:
+        cp = stack.enter_context(
+            running(log_dir=Path(tempfile.mkdtemp(prefix="runplane-kube-logs-")))
+        )
         print(f"export KUBECONFIG={cp.kubeconfig}  # up in {cp.startup_seconds:.1f}s", flush=True)
+        if "--operators" in sys.argv[1:]:
+            ops = stack.enter_context(KubeflowOperators(cp, find_binaries(OPERATORS)))
+            print(f"# operators up in {ops.startup_seconds:.1f}s", flush=True)
         print(f"# logs in {cp.log_dir}; stop with ^C or SIGTERM", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()

@@ -1,7 +1,9 @@
 """derive_status against objects as a real API server returns them, and the status helpers.
 
 The cases live in ``fixtures/<kind>.yaml``: one file per workload object kind, one case per phase
-or reason, each with the objects and pods ``kubectl get -o yaml`` would show.
+or reason, each with the objects and pods ``kubectl get -o yaml`` would show; and in
+``fixtures/<kind>_captured.yaml``, objects the real operators and Job controller wrote in the test
+cluster (``tests/kube``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,13 @@ def test_every_phase_has_a_fixture() -> None:
         ("pytorchjob", {"Pending", "Running", "Degraded", "Completed", "Failed", "Stopping"}),
         ("tfjob", {"Running", "Degraded", "Completed", "Failed", "Stopped"}),
         ("mpijob", {"Pending", "Running", "Completed", "Failed", "Stopped"}),
+        # Captured from the real operators and Job controller (tests/kube).
+        ("pytorchjob_captured", {"Pending", "Running", "Degraded", "Completed", "Failed",
+                                 "Stopped", "Resuming"}),
+        ("tfjob_captured", {"Running", "Degraded", "Completed", "Failed", "Stopped"}),
+        ("mpijob_captured", {"Pending", "Running", "Degraded", "Completed", "Failed", "Stopped",
+                             "Resuming"}),
+        ("indexed_job_captured", {"Stopped", "Resuming"}),
     ],
 )  # fmt: skip
 def test_each_kind_covers_its_lifecycle(kind: str, phases: set[str]) -> None:

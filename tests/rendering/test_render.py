@@ -275,7 +275,11 @@ def test_distributed_frameworks(
     assert only_container(reps[master]["template"])["name"] == containers[0]
     assert only_container(reps["Worker"]["template"])["name"] == containers[1]
     assert reps[master]["template"]["metadata"]["labels"]["runplane.io/role"] == master.lower()
-    assert obj["spec"]["runPolicy"] == {"cleanPodPolicy": "Running", "suspend": False}
+    assert obj["spec"]["runPolicy"] == {
+        "cleanPodPolicy": "Running",
+        "backoffLimit": 6,
+        "suspend": False,
+    }
 
 
 def test_master_spec_merges_over_the_workers() -> None:

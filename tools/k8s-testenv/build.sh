@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Builds the local Kubernetes test control plane from Go modules, once:
+# Builds the local Kubernetes test control plane and the operators it runs from Go modules, once:
 #   kube-apiserver, kube-controller-manager, kube-scheduler  (k8s.io/kubernetes, ./go.mod)
 #   etcd                                                      (go.etcd.io/etcd/server/v3, ./go.mod)
 #   kwok                                                      (sigs.k8s.io/kwok, ./kwok/go.mod)
+#   training-operator  (github.com/kubeflow/training-operator, ./training-operator/go.mod)
+#   mpi-operator       (github.com/kubeflow/mpi-operator, ./mpi-operator/go.mod)
+#   kueue              (sigs.k8s.io/kueue, ./kueue/go.mod)
 # into <repo>/.cache/k8s-testenv/<versions>/bin/ and prints that directory on stdout; and
 #   crds: the Kubeflow and Kueue CRDs, taken from the pinned modules (versions.env) as the Go
 #         module proxy serves them, into <versions>/crds/{kubeflow,kueue}/ beside bin/.
@@ -35,11 +38,17 @@ requires "$here/go.mod" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" \
   || die "go.mod does not require go.etcd.io/etcd/server/v3 ${ETCD_VERSION}"
 requires "$here/kwok/go.mod" sigs.k8s.io/kwok "$KWOK_VERSION" \
   || die "kwok/go.mod does not require sigs.k8s.io/kwok ${KWOK_VERSION}"
+requires "$here/training-operator/go.mod" github.com/kubeflow/training-operator "$TRAINING_OPERATOR_VERSION" \
+  || die "training-operator/go.mod does not require github.com/kubeflow/training-operator ${TRAINING_OPERATOR_VERSION}"
+requires "$here/mpi-operator/go.mod" github.com/kubeflow/mpi-operator "$MPI_OPERATOR_VERSION" \
+  || die "mpi-operator/go.mod does not require github.com/kubeflow/mpi-operator ${MPI_OPERATOR_VERSION}"
+requires "$here/kueue/go.mod" sigs.k8s.io/kueue "$KUEUE_VERSION" \
+  || die "kueue/go.mod does not require sigs.k8s.io/kueue ${KUEUE_VERSION}"
 minor_patch="${KUBERNETES_VERSION#v1.}"
 bad="$(grep -E '^[[:space:]]*k8s\.io/[a-z0-9-]+ => ' "$here/go.mod" | grep -v " v0\.${minor_patch}\$" || true)"
 [ -z "$bad" ] || die "staging replaces not pinned to v0.${minor_patch}: $bad"
 
-all=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok crds)
+all=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok training-operator mpi-operator kueue crds)
 want=(${K8S_TESTENV_ONLY:-${all[@]}})
 
 cache_root="${K8S_TESTENV_CACHE:-$repo/.cache/k8s-testenv}"
@@ -61,6 +70,40 @@ inputs_hash="$( { echo "recipe=$recipe $go_version CGO_ENABLED=0 -trimpath $kube
   grep -E '^(KUBERNETES|ETCD|KWOK)_VERSION=' "$here/versions.env"
   cat "$here/go.mod" "$here/go.sum" "$here/kwok/go.mod" "$here/kwok/go.sum"
 } | sha256sum | cut -c1-16)"
+# The operators each have a module of their own, and a stamp of their own inputs, so that moving
+# one of them rebuilds that one alone (and never the control plane).
+operator_ldflags() { # <name>
+  case "$1" in
+    training-operator) echo "-s -w" ;;  # it has no version variables to stamp
+    mpi-operator) echo "-s -w -X github.com/kubeflow/mpi-operator/pkg/version.Version=${MPI_OPERATOR_VERSION}" ;;
+    kueue) echo "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=${KUEUE_VERSION}" ;;
+  esac
+}
+operator_package() { # <name>
+  case "$1" in
+    training-operator) echo github.com/kubeflow/training-operator/cmd/training-operator.v1 ;;
+    mpi-operator) echo github.com/kubeflow/mpi-operator/cmd/mpi-operator ;;
+    kueue) echo sigs.k8s.io/kueue/cmd/kueue ;;
+  esac
+}
+operator_hash() { # <name>
+  local pin
+  case "$1" in
+    training-operator) pin=TRAINING_OPERATOR_VERSION ;;
+    mpi-operator) pin=MPI_OPERATOR_VERSION ;;
+    kueue) pin=KUEUE_VERSION ;;
+  esac
+  { echo "operator recipe=1 $go_version CGO_ENABLED=0 -trimpath $(operator_ldflags "$1") $(operator_package "$1")"
+    grep -E "^${pin}=" "$here/versions.env"
+    cat "$here/$1/go.mod" "$here/$1/go.sum"
+  } | sha256sum | cut -c1-16
+}
+stamp_of() { # <name>: the hash of the inputs it is built from
+  case "$1" in
+    training-operator|mpi-operator|kueue) operator_hash "$1" ;;
+    *) echo "$inputs_hash" ;;
+  esac
+}
 stages="$dir/kwok-stages.yaml"
 crds="$dir/crds"
 crds_hash="$( { echo "crds recipe=1"; grep -E '^(TRAINING_OPERATOR|MPI_OPERATOR|KUEUE)_VERSION=' "$here/versions.env"
@@ -70,7 +113,7 @@ built() { # <name>: is it there, from these inputs?
   if [ "$1" = crds ]; then
     [ "$(cat "$crds/.stamp" 2>/dev/null)" = "$crds_hash" ]
   else
-    [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.stamp" 2>/dev/null)" = "$inputs_hash" ] \
+    [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.stamp" 2>/dev/null)" = "$(stamp_of "$1")" ] \
       && { [ "$1" != kwok ] || [ -s "$stages" ]; }
   fi
 }
@@ -98,7 +141,7 @@ gobuild() { # <module dir> <output file> <ldflags> <package>
   echo "k8s-testenv build: $(basename "$out") <- $pkg" >&2
   (cd "$mod" && nice -n 10 go build -trimpath -ldflags="$ldflags" -o "$out.tmp" "$pkg") >&2
   mv -f "$out.tmp" "$out"
-  echo "$inputs_hash" > "$bin/.$(basename "$out").stamp"
+  stamp_of "$(basename "$out")" > "$bin/.$(basename "$out").stamp"
   echo "k8s-testenv build: $(basename "$out") done in $(( $(date +%s) - start ))s" >&2
 }
 
@@ -164,6 +207,8 @@ for name in "${want[@]}"; do
     kwok)
       gobuild "$here/kwok" "$bin/kwok" "-s -w" "sigs.k8s.io/kwok/cmd/kwok"
       write_kwok_stages ;;
+    training-operator|mpi-operator|kueue)
+      gobuild "$here/$name" "$bin/$name" "$(operator_ldflags "$name")" "$(operator_package "$name")" ;;
     crds)
       write_crds ;;
     *) die "unknown binary '$name' (known: ${all[*]})" ;;
