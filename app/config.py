@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -120,7 +119,3 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
-
-
-def new_token() -> str:
-    return "rp_" + secrets.token_urlsafe(32)

@@ -36,14 +36,6 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-async def get_database(request: Request) -> Database:
-    return database_of(request)
-
-
-async def get_settings_dep(request: Request) -> Settings:
-    return settings_of(request)
-
-
 async def get_connection(request: Request) -> AsyncIterator[Conn]:
     """The request's connection (autocommit), shared by every dependency that asks for it."""
     async with database_of(request).connection() as conn:
@@ -73,8 +65,6 @@ def after_commit(request: Request, callback: Callable[[], None]) -> None:
 
 
 TxDep = Annotated[Conn, Depends(get_transaction, scope="function")]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 async def get_principal(request: Request) -> Principal:

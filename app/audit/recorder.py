@@ -62,11 +62,6 @@ def set_principal(scope: Scope, principal: Principal, *, accepted: bool = True) 
     scope.setdefault("state", {})["principal" if accepted else "rejected_principal"] = principal
 
 
-def accepted_principal(scope: Scope) -> Principal | None:
-    principal = scope.get("state", {}).get("principal")
-    return principal if isinstance(principal, Principal) else None
-
-
 def audited(scope: Scope) -> bool:
     return (
         scope.get("type") == "http"

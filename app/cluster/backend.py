@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.domain import kinds
-from app.domain.labels import WORKLOAD_ID_LABEL
 
 FIELD_MANAGER = "runplane"
 
@@ -105,16 +104,3 @@ class ClusterBackend(Protocol):
     def close(self) -> None:
         """Stop whatever the backend runs (watches) and release its connections."""
         ...
-
-
-def group_by_workload(items: Sequence[Manifest], into: dict[str, Observed], *, pods: bool) -> None:
-    """Add listed objects (or pods) to ``into`` by their workload-id label."""
-    for item in items:
-        labels = (item.get("metadata") or {}).get("labels") or {}
-        workload_id = labels.get(WORKLOAD_ID_LABEL)
-        if not workload_id:
-            continue
-        observed = into.get(workload_id)
-        if observed is None:
-            observed = into[workload_id] = Observed()
-        (observed.pods if pods else observed.objects).append(item)

@@ -111,7 +111,6 @@ MANAGED: tuple[Kind, ...] = (
     TFJOB,
     MPIJOB,
 )
-KUBEFLOW: tuple[Kind, ...] = tuple(k for k in MANAGED if k.replica_specs)
 _BY_TYPE = {(k.api_version, k.kind): k for k in (*MANAGED, POD, NAMESPACE)}
 # Kind names are unique among Runplane's kinds: objects read back are looked up by name alone.
 _BY_NAME = {k.kind: k for k in _BY_TYPE.values()}
