@@ -72,6 +72,14 @@ def _status(code: int, reason: str, message: str, **details: Any) -> kmock.Kuber
     return kmock.KubernetesError(status=code, reason=reason, message=message, details=details)
 
 
+async def _cancelled(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel the tasks and wait until they are done, so that none is left pending when the
+    fake's loop stops."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @attrs.define(kw_only=True)
 class KubeEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with server-side apply, selectors, pagination and namespace checks."""
@@ -184,10 +192,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 done, _ = await asyncio.wait(
                     {step, ends}, timeout=left, return_when="FIRST_COMPLETED"
                 )
-                ends.cancel()
                 if step not in done:
-                    step.cancel()
+                    await _cancelled(step, ends)
                     return
+                await _cancelled(ends)
                 event = step.result()
                 namespace = (event.get("object", {}).get("metadata") or {}).get("namespace")
                 if request.namespace is None or namespace == request.namespace:
@@ -303,9 +311,17 @@ class FakeKubeAPI:
             self._loop.call_soon_threadsafe(self._stop.set)
             if self._served is not None:
                 self._served.result(timeout=10)
+        self._run(self._cancel_the_rest())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+    @staticmethod
+    async def _cancel_the_rest() -> None:
+        """Whatever still runs on the fake's loop (handlers of requests in flight, kmock's
+        streams) ends before the loop closes, rather than being destroyed pending."""
+        current = asyncio.current_task()
+        await _cancelled(*(t for t in asyncio.all_tasks() if t is not current))
 
     def __enter__(self) -> FakeKubeAPI:
         return self.start()
