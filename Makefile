@@ -8,7 +8,7 @@ PORT ?= 8000
 WORKERS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format openapi crd-schemas migrate bench fuzz clean
+.PHONY: run test lint format openapi crd-schemas migrate bench fuzz mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -46,6 +46,16 @@ FUZZ_STEPS ?= 20
 fuzz: $(STAMP)  ## the contract fuzzer with a large budget (FUZZ_EXAMPLES per operation, FUZZ_STEPS per sequence)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STEPS=$(FUZZ_STEPS) \
 		$(BIN)/pytest -p no:cacheprovider tests/reliability/test_fuzz_contract.py $(PYTEST_ARGS)
+
+# MUTANTS per module (0: all of them), run by MUTATION_WORKERS processes; see tests/README.md.
+MUTANTS ?= 150
+MUTATION_WORKERS ?= 2
+$(VENV)/.mutation-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation-installed  ## mutation testing of status.py, engine.py and common.py (not part of test)
+	$(BIN)/python -m tests.mutation --sample $(MUTANTS) --workers $(MUTATION_WORKERS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_policy.py

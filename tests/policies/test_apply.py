@@ -87,6 +87,18 @@ RULE_CASES: list[tuple[str, dict[str, Any], Any, str | None]] = [
     ("compute.cpuMemoryRequest", {"max": "1Gi"}, "1073741825", "max"),
     ("compute.cpuMemoryRequest", {"max": 1000000000}, "1Gi", "max"),
     ("compute.gpuMemoryRequest", {"min": "500Mi", "max": "40Gi"}, "80Gi", "max"),
+    # a quantity field given as a plain number of bytes: compared with the rule numerically
+    ("compute.cpuMemoryRequest", {"max": "8Gi"}, 8589934592, None),
+    ("compute.cpuMemoryRequest", {"max": "8Gi"}, 8589934593, "max"),
+    ("compute.cpuMemoryRequest", {"min": 1024}, 1023, "min"),
+    ("compute.cpuMemoryRequest", {"min": 1024}, 1024.0, None),
+    ("compute.cpuMemoryRequest", {"min": "1Ki"}, 0, "min"),
+    # not a quantity at all: the spec model reports it, not the policy
+    ("compute.cpuMemoryRequest", {"min": "1Ki"}, -5, None),
+    ("compute.cpuMemoryRequest", {"max": "8Gi"}, True, None),
+    ("compute.cpuMemoryRequest", {"max": "8Gi"}, "lots", None),
+    (GPU, {"max": 4}, True, None),
+    (GPU, {"max": 4}, "8", None),
     # step on int: allowed values are min, min+step, ...
     (GPU, {"min": 2, "step": 2}, 2, None),
     (GPU, {"min": 2, "step": 2}, 6, None),
@@ -130,6 +142,9 @@ CAN_EDIT_CASES: list[tuple[str, Any, Any, bool]] = [
     ("compute.cpuCoreRequest", 1.0, 1, False),
     ("compute.cpuMemoryRequest", "1Gi", "1024Mi", False),  # same quantity, other spelling
     ("compute.cpuMemoryRequest", "1Gi", "1G", True),
+    ("compute.cpuMemoryRequest", "1Gi", "2Gi", True),
+    # a string field is compared as text, even when both read as the same quantity
+    ("nodeType", "1k", "1000", True),
     ("security.runAsNonRoot", True, False, True),
     ("security.runAsNonRoot", True, True, False),
     ("image", "nvcr.io/a", "nvcr.io/b", True),
@@ -347,6 +362,26 @@ def test_can_add_false_without_defaults_allows_no_items() -> None:
         rules={"tolerations": {"canAdd": False}},
     )
     assert _broken(resolution) == [("tolerations", "canAdd")]
+    assert resolution.violations[0].message == (
+        'cannot add items: "gpu" not allowed (the policy allows key none)'
+    )
+
+
+def test_can_add_false_names_the_items_the_policy_allows() -> None:
+    resolution = _apply(
+        {"tolerations": [{"key": "spot", "operator": "Exists"}]},
+        defaults={"tolerations": [{"key": "gpu", "operator": "Exists"}]},
+        rules={"tolerations": {"canAdd": False}},
+    )
+    assert [v.message for v in resolution.violations] == [
+        'cannot add items: "spot" not allowed (the policy allows key "gpu")'
+    ]
+
+
+def test_a_map_submitted_as_something_else_is_left_to_the_spec_model() -> None:
+    resolution = _apply({"labels": "team=nlp"}, defaults={"labels": {"team": "x"}})
+    assert resolution.spec == {"labels": "team=nlp"}
+    assert resolution.applied_defaults == []
 
 
 @pytest.mark.parametrize(
@@ -428,6 +463,8 @@ def test_inputs_are_not_modified_and_results_do_not_alias_the_policy() -> None:
 def test_policy_of_another_type_is_refused() -> None:
     with pytest.raises(ValueError, match="training"):
         apply_policy("inference", {}, _effective())
+    with pytest.raises(ValueError, match="inference"):
+        apply_policy("training", {}, _effective(workload_type="inference"))
 
 
 def test_resolution_serialises() -> None:

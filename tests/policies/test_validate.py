@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.domain.spec import WorkloadType
-from app.policies.engine import MAX_PATTERN_LENGTH, validate_policy
+from app.policies.engine import validate_policy
 
 GPU = "compute.gpuDevicesRequest"
 
@@ -134,6 +134,41 @@ BAD_POLICIES: list[tuple[str, dict[str, Any], dict[str, Any], str, str]] = [
         "rules.compute.gpuMemoryRequest.max",
         "Kubernetes quantity",
     ),
+    (
+        "quantity bound a negative number",
+        {},
+        {"compute": {"cpuMemoryRequest": {"min": -1}}},
+        "rules.compute.cpuMemoryRequest.min",
+        "Kubernetes quantity",
+    ),
+    (
+        "quantity bound infinite",
+        {},
+        {"compute": {"cpuMemoryRequest": {"max": float("inf")}}},
+        "rules.compute.cpuMemoryRequest.max",
+        "Kubernetes quantity",
+    ),
+    (
+        "quantity bound a boolean",
+        {},
+        {"compute": {"cpuMemoryRequest": {"max": True}}},
+        "rules.compute.cpuMemoryRequest.max",
+        "Kubernetes quantity",
+    ),
+    (
+        "float bound infinite",
+        {},
+        {"compute": {"cpuCoreRequest": {"max": float("inf")}}},
+        "rules.compute.cpuCoreRequest.max",
+        "must be a number",
+    ),
+    (
+        "rule key on a group in defaults",
+        {"compute": {"required": True}},
+        {},
+        "defaults.compute.required",
+        "'compute.required' is not a field of training workloads",
+    ),
     ("step without min", {}, _gpu_rule(step=2), f"rules.{GPU}.step", "needs min"),
     ("step zero", {}, _gpu_rule(min=0, step=0), f"rules.{GPU}.step", "greater than 0"),
     ("step negative", {}, _gpu_rule(min=0, step=-2), f"rules.{GPU}.step", "greater than 0"),
@@ -206,7 +241,7 @@ BAD_POLICIES: list[tuple[str, dict[str, Any], dict[str, Any], str, str]] = [
     (
         "over-long regex",
         {},
-        {"image": {"pattern": "a" * (MAX_PATTERN_LENGTH + 1)}},
+        {"image": {"pattern": "a" * 1001}},
         "rules.image.pattern",
         "too long",
     ),
@@ -296,6 +331,17 @@ BAD_POLICIES: list[tuple[str, dict[str, Any], dict[str, Any], str, str]] = [
         {},
         "defaults.environmentVariables[0]",
         "environment variable name '1BAD' is invalid",
+    ),
+    (
+        "duplicate names after another default",
+        {
+            "image": "nvcr.io/nvidia/pytorch:24.05-py3",
+            "command": ["python", "train.py"],
+            "environmentVariables": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}],
+        },
+        {},
+        "defaults.environmentVariables",
+        'name "A" appears more than once',
     ),
     (
         "itemized default repeats a key",
@@ -398,7 +444,42 @@ GOOD_POLICIES: list[tuple[str, WorkloadType, dict[str, Any], dict[str, Any]]] = 
     ("partial group", "inference", {"servingPort": {"protocol": "grpc"}}, {}),
     ("parallelism without completions", "training", {"parallelism": 4}, {}),
     ("quantity bounds as numbers", "training", {}, {"compute": {"gpuMemoryRequest": {"max": 1e9}}}),
+    # Lists of strings repeat values freely: only itemized lists are keyed.
+    (
+        "list defaults",
+        "training",
+        {"command": ["python", "train.py"], "args": ["--tag", "a", "--tag", "b"]},
+        {"command": {"required": True}, "args": {"canEdit": False}},
+    ),
+    (
+        "defaults that satisfy every kind of rule",
+        "training",
+        {
+            "image": "nvcr.io/nvidia/pytorch:24.05-py3",
+            "imagePullPolicy": "Always",
+            "compute": {"gpuDevicesRequest": 4, "cpuMemoryRequest": "8Gi"},
+            "environmentVariables": [{"name": "A", "value": "1"}],
+        },
+        {
+            "image": {"pattern": r"nvcr\.io/.+", "canEdit": False},
+            "imagePullPolicy": {"options": ["Always", "IfNotPresent"]},
+            "compute": {
+                "gpuDevicesRequest": {"min": 0, "max": 4, "step": 2},
+                "cpuMemoryRequest": {"min": 8589934592, "max": "8Gi"},
+            },
+            "environmentVariables": {"canAdd": False, "locked": ["A"]},
+        },
+    ),
     ("null group", "training", {"compute": None}, {"compute": None}),
+    (
+        "min equal to max",
+        "training",
+        {"compute": {"gpuDevicesRequest": 4}},
+        _gpu_rule(min=4, max=4),
+    ),
+    ("step of one", "training", {}, _gpu_rule(min=0, step=1)),
+    ("quantity bound zero", "training", {}, {"compute": {"cpuMemoryRequest": {"min": 0}}}),
+    ("pattern of the longest length", "training", {}, {"image": {"pattern": "a" * 1000}}),
 ]
 
 
@@ -449,9 +530,137 @@ def test_master_spec_fields_validate_like_the_workers() -> None:
 
 
 def test_a_broken_default_is_not_also_checked_against_rules() -> None:
-    # "9" is reported as a wrong type once, not again as breaking max.
-    problems = validate_policy(
-        "training", defaults={"compute": {"gpuDevicesRequest": "9"}}, rules=_gpu_rule(max=4)
+    # "9" is reported as a wrong type once, not again as breaking max or options.
+    for rule in (_gpu_rule(max=4), _gpu_rule(options=[1, 2])):
+        problems = validate_policy(
+            "training", defaults={"compute": {"gpuDevicesRequest": "9"}}, rules=rule
+        )
+        assert [p.field for p in problems] == [f"defaults.{GPU}"]
+        assert "valid integer" in problems[0].message
+    # Items with a bad name are reported as such, not again as a repeated key.
+    twice = [{"name": "1BAD", "value": "x"}, {"name": "1BAD", "value": "y"}]
+    assert list(_problems({"environmentVariables": twice})) == [
+        "defaults.environmentVariables[0]",
+        "defaults.environmentVariables[1]",
+    ]
+
+
+def test_one_mistake_does_not_hide_the_next() -> None:
+    # The rest of a rule object is checked after an unknown or misplaced rule key.
+    problems = _problems(rules=_gpu_rule(maximum=4, max="4"))
+    assert set(problems) == {f"rules.{GPU}.maximum", f"rules.{GPU}.max"}
+    problems = _problems(rules=_gpu_rule(pattern="1", max="4"))
+    assert set(problems) == {f"rules.{GPU}.pattern", f"rules.{GPU}.max"}
+    # Every bad option is listed.
+    problems = _problems(
+        rules=_gpu_rule(options=["1", {"label": 2}, 3, 3, {"value": 4, "displayed": 4}])
     )
-    assert [p.field for p in problems] == [f"defaults.{GPU}"]
-    assert "valid integer" in problems[0].message
+    assert set(problems) == {
+        f"rules.{GPU}.options[0]",
+        f"rules.{GPU}.options[1]",
+        f"rules.{GPU}.options[3]",
+        f"rules.{GPU}.options[4].displayed",
+    }
+    # An unknown field, a group's cross-field check and a missing field are left to others,
+    # and the spec model's later findings still count.
+    assert set(_problems({"compute": {"bogus": 1}, "priorityClass": 5})) == {
+        "defaults.compute.bogus",
+        "defaults.priorityClass",
+    }
+    partial = {"compute": {"cpuCoreRequest": 4, "cpuCoreLimit": 2}, "priorityClass": 5}
+    assert set(_problems(partial)) == {"defaults.priorityClass"}
+
+
+@pytest.mark.parametrize(
+    ("options", "where"),
+    [
+        ([{"displayed": "never"}, "preemptible"], "[0]"),
+        ([{"value": "preemptible", "displayed": 1}], "[0].displayed"),
+        (["preemptible", 1], "[1]"),
+        (["preemptible", "sometimes"], "[1]"),
+        (["preemptible", "preemptible"], "[1]"),
+    ],
+)
+def test_options_with_a_mistake_are_not_used_to_judge_the_default(
+    options: list[Any], where: str
+) -> None:
+    # One problem, at the options: not a second one for the default they were meant to allow.
+    problems = _problems(
+        {"preemptibility": "non-preemptible"}, {"preemptibility": {"options": options}}
+    )
+    assert list(problems) == [f"rules.preemptibility.options{where}"]
+
+
+@pytest.mark.parametrize(
+    ("key", "hinted"),
+    [("name", True), ("value", True), ("alpha", False), ("weight", False)],
+)
+def test_a_rule_on_an_item_field_is_explained(key: str, hinted: bool) -> None:
+    problems = _problems(rules={"environmentVariables": {key: {"required": True}}})
+    message = problems[f"rules.environmentVariables.{key}"]
+    hint = "fields inside environmentVariables items take no rules of their own"
+    assert (hint in message) is hinted, message
+
+
+def test_only_the_first_fifty_unknown_fields_get_a_suggestion() -> None:
+    problems = _problems({f"imagge{i:02}": "x" for i in range(60)})
+    suggested = [field for field, message in problems.items() if "did you mean" in message]
+    assert suggested == [f"defaults.imagge{i:02}" for i in range(50)]
+
+
+def test_a_refused_pattern_writes_nothing_to_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    assert "rules.image.pattern" in _problems(rules={"image": {"pattern": "nvcr.io/(.*"}})
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("nvcr.io/(.*", "missing ): nvcr.io/(.*"),
+        ("(?=nvcr)nvcr.io/.*", "invalid perl operator: (?="),
+        (r"(a)\1", r"invalid escape sequence: \1"),
+    ],
+)
+def test_a_refused_pattern_says_why_in_re2s_words(pattern: str, reason: str) -> None:
+    assert _problems(rules={"image": {"pattern": pattern}}) == {
+        "rules.image.pattern": f"is not a valid regular expression: {reason} "
+        "(RE2 syntax: no lookaround or backreferences)"
+    }
+
+
+def _labels(count: int) -> dict[str, Any]:
+    """A defaults document holding ``count`` keys in all."""
+    return {"labels": {f"k{i}": "v" for i in range(count - 1)}}
+
+
+def _variables(count: int) -> dict[str, Any]:
+    """A defaults document of 1 + ``count`` * 3 keys and list items."""
+    return {"environmentVariables": [{"name": f"V{i}", "value": "x"} for i in range(count)]}
+
+
+def test_a_policy_of_up_to_ten_thousand_values_is_checked_field_by_field() -> None:
+    # Too many for the spec model, which says so at the field.
+    assert set(_problems(defaults=_labels(10_000))) == {"defaults.labels"}
+    assert set(_problems(defaults=_variables(3333))) == {"defaults.environmentVariables"}
+    assert set(_problems(rules={"labels": {"required": True, "canEdit": True}})) == set()
+
+
+@pytest.mark.parametrize("document", [_labels(10_001), _variables(3334)])
+@pytest.mark.parametrize("root", ["defaults", "rules"])
+def test_a_policy_of_more_than_ten_thousand_values_is_refused_at_once(
+    root: str, document: dict[str, Any]
+) -> None:
+    documents: dict[str, Any] = {"defaults": None, "rules": None, root: document}
+    found = validate_policy("training", **documents)
+    assert [p.to_dict() for p in found] == [
+        {"field": root, "message": "has more than 10000 values; no policy needs that many"}
+    ]
+
+
+def test_a_pattern_may_compile_to_at_most_8_mib() -> None:
+    # A letter class repeated 400 times fits RE2's program in 8 MiB; 450 times does not.
+    assert _problems(rules={"image": {"pattern": r"\pL{400}"}}) == {}
+    assert _problems(rules={"image": {"pattern": r"\pL{450}"}}) == {
+        "rules.image.pattern": "is not a valid regular expression: pattern too large - compile "
+        "failed (RE2 syntax: no lookaround or backreferences)"
+    }

@@ -86,6 +86,47 @@ def test_user_names_and_labels(spec: dict[str, Any], field: str) -> None:
         render(context)
 
 
+@pytest.mark.parametrize(
+    ("key", "reserved"),
+    [
+        # Runplane's own domain and its subdomains, and the scheduler keys it renders itself
+        ("runplane.io/anything", True),
+        ("team.runplane.io/owner", True),
+        ("app.kubernetes.io/managed-by", True),
+        ("kai.scheduler/queue", True),
+        ("kai.scheduler/preemptibility", True),
+        ("kueue.x-k8s.io/queue-name", True),
+        # ... except the simulated cluster's annotations, which users set on purpose
+        ("simulation.runplane.io/outcome", False),
+        ("simulation.runplane.io/run-seconds", False),
+        # other domains that merely look alike
+        ("notrunplane.io/x", False),
+        ("runplane.io.example.com/x", False),
+        ("app.kubernetes.io/name", False),
+        ("team", False),
+    ],
+)
+def test_keys_runplane_sets_itself_are_refused(key: str, reserved: bool) -> None:
+    label = ctx("training", {"image": IMAGE, "labels": {key: "v"}})
+    refused = [("labels", f"label key {key!r} is set by Runplane and cannot be set")]
+    assert check_names(label) == (refused if reserved else [])
+    # As annotations only Runplane's domain is reserved: the scheduler keys are its labels.
+    annotation = ctx("training", {"image": IMAGE, "annotations": {key: "v"}})
+    refused = [("annotations", f"annotation key {key!r} is set by Runplane and cannot be set")]
+    in_domain = reserved and "runplane.io/" in key
+    assert check_names(annotation) == (refused if in_domain else [])
+
+
+def test_gpu_annotations_are_reserved_only_as_annotations() -> None:
+    for key in ("gpu-fraction", "gpu-memory"):
+        annotated = ctx("training", {"image": IMAGE, "annotations": {key: "1"}})
+        assert check_names(annotated) == [
+            ("annotations", f"annotation key {key!r} is set by Runplane and cannot be set")
+        ]
+        labelled = ctx("training", {"image": IMAGE, "labels": {key: "1"}})
+        assert check_names(labelled) == []
+
+
 @pytest.mark.parametrize("scheduler", ["none", "kueue"])
 @pytest.mark.parametrize(
     ("compute", "field"),
