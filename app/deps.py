@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from app import storable
 from app.audit.recorder import AuditRecord, committed, record_of, set_principal, stage
 from app.auth import access
 from app.auth.authn import CredentialRejected, authenticate, bearer
@@ -16,6 +17,7 @@ from app.auth.principal import Principal
 from app.auth.ratelimit import RateLimiter
 from app.config import Settings
 from app.db import Conn, Database
+from app.errors import ValidationFailed
 from app.observability import route_template
 from app.projects import service as projects
 from app.projects.repository import ProjectRow
@@ -105,6 +107,27 @@ async def authorize(request: Request, principal: CurrentPrincipal) -> access.Acc
 
 
 AccessDep = Annotated[access.Access, Depends(authorize)]
+
+
+async def storable_input(request: Request) -> None:
+    """422 for a path or query parameter, or a value anywhere in a JSON body, that cannot be
+    stored (app.storable): one check for every route, before any other dependency or the
+    endpoint reads the request, so that none of them meets such a value."""
+    found = [
+        {"field": name, "message": problem}
+        for name, value in (*request.path_params.items(), *request.query_params.multi_items())
+        if (problem := storable.text_problem(str(value))) is not None
+    ]
+    if await request.body() and "json" in request.headers.get("content-type", "json"):
+        try:
+            document = await request.json()  # already parsed, when the route takes a body
+        except ValueError:
+            document = None  # a route without a body ignores one it cannot parse
+        found += storable.problems(document)
+    if found:
+        raise ValidationFailed(
+            "The request holds values that cannot be stored; see `errors`.", errors=found
+        )
 
 
 async def get_audit_record(request: Request) -> AuditRecord:

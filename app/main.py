@@ -23,7 +23,7 @@ from app.auth.ratelimit import RateLimiter
 from app.auth.router import router as tokens_router
 from app.config import Settings, get_settings
 from app.db import Database
-from app.deps import authorize
+from app.deps import authorize, storable_input
 from app.errors import PROBLEM_JSON
 from app.observability import RequestContextMiddleware
 from app.openapi import BEARER, responses
@@ -114,7 +114,8 @@ def create_app(
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
 
     # authorize() authenticates first (401), rate-limits (429), then applies the route's
-    # access decision (404 out of scope, 403 too small a role); see app.auth.access.
+    # access decision (404 out of scope, 403 too small a role); see app.auth.access. Then
+    # storable_input() refuses what no model, engine or table may meet (422; app.storable).
     # Each router is included directly, busiest first: FastAPI matches a request against the
     # routes of every included router in turn, and again inside the one selected, so nesting
     # the API under one more router would scan them all a third time.
@@ -129,7 +130,7 @@ def create_app(
         app.include_router(
             router,
             prefix=API_PREFIX,
-            dependencies=[Security(BEARER), Depends(authorize)],
+            dependencies=[Security(BEARER), Depends(authorize), Depends(storable_input)],
             responses={**responses(401, 403, 422), **TOO_MANY_REQUESTS, **INFRASTRUCTURE},
         )
     app.include_router(_ops_router())

@@ -1,4 +1,5 @@
-"""Logging, Prometheus metrics, request ids, body limits and last-resort errors (pure ASGI)."""
+"""Logging, Prometheus metrics, request ids, security headers, body limits and last-resort
+errors (pure ASGI)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ ORPHAN_OBJECTS = Gauge(
 IS_LEADER = Gauge("runplane_reconciler_leader", "1 while this process holds the reconciler lock")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# On every answer: a browser must not guess a type other than the one declared (a problem
+# document or a log rendered as HTML). API answers carry tenants' data and secrets (a new
+# token): no cache may keep them, unless a route says otherwise.
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
+_API_PATH = "/api/"
 
 
 class JsonFormatter(logging.Formatter):
@@ -71,7 +78,8 @@ def configure_logging(*, level: str, json_logs: bool) -> None:
 
 
 class RequestContextMiddleware:
-    """Request ids, metrics by route template, body limit, and a problem+json 500."""
+    """Request ids, metrics by route template, security headers, body limit, and a problem+json
+    500."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -86,15 +94,18 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         status_code = 500
         started = False
-        header_value = request_id.encode()
+        extra = [(b"x-request-id", request_id.encode()), _NOSNIFF]
+        if str(scope.get("path", "")).startswith(_API_PATH):
+            extra.append(_NO_STORE)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status_code, started
             if message["type"] == "http.response.start":
                 started = True
                 status_code = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", header_value)]
+                headers = list(message.get("headers", []))
+                present = {key.lower() for key, _ in headers}
+                message["headers"] = headers + [(k, v) for k, v in extra if k not in present]
             await send(message)
 
         length = _content_length(scope)

@@ -197,16 +197,19 @@ def _is_connection_error(exc: sa_exc.DBAPIError) -> bool:
 
 
 def _unstorable(request: Request, exc: BaseException | None) -> JSONResponse:
-    """A value PostgreSQL cannot store (a NUL character in text or JSON, a number out of range)
-    that slipped past the schemas: the client's mistake, not a 500."""
-    reason = str(exc).splitlines()[0] if exc is not None and str(exc) else "invalid value"
+    """A value PostgreSQL refused (out of range, text it cannot hold) that slipped past the
+    checks at the edge (app.storable, the models' bounds): still the client's 422, but the answer
+    does not repeat PostgreSQL's words, which name its types, not the request's fields. The log
+    says which, so that the missing check can be added."""
+    reason = str(exc).splitlines()[0] if exc is not None and str(exc) else type(exc).__name__
+    log.warning("PostgreSQL refused a value on %s %s: %s", request.method, request.url.path, reason)
     return problem_response(
         request,
         422,
         "Validation failed",
         "validation-failed",
-        f"A value in the request cannot be stored: {reason}.",
-        errors=[{"field": "request", "message": reason}],
+        "A value in the request cannot be stored.",
+        errors=[{"field": "request", "message": "a value cannot be stored"}],
     )
 
 

@@ -6,19 +6,39 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
 from pydantic.alias_generators import to_camel
 
+from app.domain.spec import INT64
 from app.errors import ValidationFailed
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+def in_utc(value: datetime) -> datetime:
+    """An aware time in UTC; a ValueError when UTC has no such time (year 9999 at -23:59 is
+    year 10000 in UTC: past what Python, and so the answer, can hold)."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be a time between the years 1 and 9999 in UTC") from None
 
 
 class ApiModel(BaseModel):
@@ -34,9 +54,9 @@ class ApiModel(BaseModel):
 
 
 class InputModel(ApiModel):
-    """Request bodies: unknown fields are rejected, not ignored."""
+    """Request bodies: unknown fields are rejected, not ignored; numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Page(ApiModel, Generic[T]):
@@ -69,14 +89,21 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, arity: int) -> list[Any]:
+# A keyset cursor holds the sort key of a page's last row; each list decodes its own by type, so
+# that a cursor made by hand ([true], a lone surrogate, 2^64) is a 422, never a value the SQL
+# meets. Row ids are strict: JSON's true is not 1 here.
+ROW_ID = TypeAdapter(tuple[Annotated[int, Field(strict=True, ge=0, le=INT64.hi)]])
+TIME_ID = TypeAdapter(tuple[Annotated[datetime, AfterValidator(in_utc)], uuid.UUID])
+NAME = TypeAdapter(tuple[Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL)]])
+
+
+def decode_cursor(cursor: str, key: TypeAdapter[K]) -> K:
+    """The sort key a cursor of :func:`encode_cursor` holds, as ``key`` types it; 422 when the
+    cursor is not one this API issued."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or len(values) != arity:
-            raise ValueError
-        return values
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return key.validate_python(json.loads(base64.urlsafe_b64decode(padded.encode())))
+    except (ValueError, binascii.Error, UnicodeDecodeError):  # ValidationError included
         raise ValidationFailed(
             "The cursor is not one this API issued.",
             errors=[{"field": "cursor", "message": "invalid cursor; use the `next` of a page"}],
@@ -85,14 +112,7 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
 
 def decode_time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """A ``(created_at, id)`` keyset cursor."""
-    created, ident = decode_cursor(cursor, 2)
-    try:
-        return datetime.fromisoformat(str(created)), uuid.UUID(str(ident))
-    except ValueError:
-        raise ValidationFailed(
-            "The cursor is not one this API issued.",
-            errors=[{"field": "cursor", "message": "invalid cursor; use the `next` of a page"}],
-        ) from None
+    return decode_cursor(cursor, TIME_ID)
 
 
 def encode_time_cursor(created_at: datetime, ident: uuid.UUID) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, LiteralString, TypeVar
 
@@ -43,15 +44,19 @@ def page(
     return items, cursor_of(items[-1]) if len(rows) > limit and items else None
 
 
-def scope(principal: Principal | None) -> list[str] | None:
-    """The project names a principal may see, for ``%(scope)s``; None means every project."""
+Scope = list[uuid.UUID] | None
+
+
+def scope(principal: Principal | None) -> Scope:
+    """The ids of the projects a principal may see, for ``%(scope)s``; None means every project.
+    By id, never by name: a name is taken again once its project is deleted."""
     if principal is None or principal.is_admin:
         return None
-    return sorted(principal.projects)
+    return sorted(principal.projects.values())
 
 
-# `project = ANY(%(scope)s)` for a scoped principal; true for everyone else.
-IN_SCOPE: LiteralString = "(%(scope)s::text[] IS NULL OR {column} = ANY(%(scope)s::text[]))"
+# `project_id = ANY(%(scope)s)` for a scoped principal; true for everyone else.
+IN_SCOPE: LiteralString = "(%(scope)s::uuid[] IS NULL OR {column} = ANY(%(scope)s::uuid[]))"
 
 
 def in_scope(column: LiteralString) -> LiteralString:

@@ -24,6 +24,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import storable
 from app.audit import repository
 from app.auth.principal import Principal
 from app.db import Conn, Database
@@ -76,7 +77,9 @@ def entry_values(scope: Scope, status: int) -> dict[str, Any]:
     record = record_of(scope)
     principal = state.get("principal") or state.get("rejected_principal")
     params = scope.get("path_params") or {}
-    target = _storable(record.target or ("/".join(str(v) for v in params.values()) or None))
+    # The entry of a request refused for text PostgreSQL cannot store (a NUL in its path) must
+    # not be lost for that text.
+    target = storable.scrub(record.target or ("/".join(str(v) for v in params.values()) or None))
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     dry_run = query.get("dryRun", [""])[-1].lower() in ("1", "true", "yes", "on")
     return {
@@ -89,21 +92,9 @@ def entry_values(scope: Scope, status: int) -> dict[str, Any]:
         "status": status,
         "dry_run": dry_run,
         "request_id": state.get("request_id"),
-        "before": _storable(record.before),
-        "after": _storable(record.after),
+        "before": storable.scrub(record.before),
+        "after": storable.scrub(record.after),
     }
-
-
-def _storable(value: Any) -> Any:
-    """Client text as PostgreSQL can store it: text and jsonb refuse U+0000, and the entry of a
-    request that carried one (a name, a policy document) must not be lost for that."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    return value
 
 
 # --- in the request's transaction -------------------------------------------------------------

@@ -7,14 +7,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from app.audit import schemas, service
 from app.audit.recorder import AuditedRoute
 from app.deps import ConnDep
 from app.errors import ValidationFailed
 from app.openapi import responses
-from app.schemas import PageParams, page_params
+from app.schemas import PageParams, in_utc, page_params
 
 router = APIRouter(prefix="/audit", tags=["audit"], route_class=AuditedRoute)
 
@@ -29,7 +29,7 @@ def _rfc3339(value: object) -> object:
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(in_utc)]
 
 
 @router.get(

@@ -7,8 +7,7 @@ from datetime import datetime
 from app.audit import repository
 from app.audit.repository import AuditRow
 from app.db import Conn
-from app.errors import ValidationFailed
-from app.schemas import PageParams, decode_cursor, encode_cursor
+from app.schemas import ROW_ID, PageParams, decode_cursor, encode_cursor
 from app.sql import page
 
 
@@ -21,15 +20,7 @@ async def list_page(
     since: datetime | None,
     until: datetime | None,
 ) -> tuple[list[AuditRow], str | None]:
-    before_id = None
-    if page_params.cursor:
-        (before_id,) = decode_cursor(page_params.cursor, 1)
-        # An id: a bigint, never a bool (JSON's true is not 1 here).
-        if type(before_id) is not int or not 0 <= before_id < 2**63:
-            raise ValidationFailed(
-                "The cursor is not one this API issued.",
-                errors=[{"field": "cursor", "message": "invalid cursor; use the `next` of a page"}],
-            )
+    before_id = decode_cursor(page_params.cursor, ROW_ID)[0] if page_params.cursor else None
     rows = await repository.list_page(
         conn,
         before_id=before_id,

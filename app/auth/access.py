@@ -22,8 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, false, true
-
 from app.auth.principal import Principal, Role
 from app.errors import Forbidden, NotFound
 
@@ -92,15 +90,13 @@ class Access:
     principal: Principal
     decision: Decision
 
-    def visible(self, column: Any) -> ColumnElement[bool]:
-        return visible(self.principal, column)
-
     def require(self) -> None:
         """403 unless the role suffices; call it once the target proved visible."""
         self.principal.require(self.decision.role, self.decision.action)
 
     def check_project(self, project: str) -> None:
-        """For a project named in a body: 404 when out of scope, then 403."""
+        """For a project named in a body: 404 when out of scope, then 403. By name only: the
+        service reading the project checks its id too (``app.sql.scope``)."""
         if not self.principal.sees(project):
             raise project_not_found(project)
         self.require()
@@ -128,13 +124,3 @@ def check_route(
     if decision.scope in ("path", "filter", "query", "global"):
         principal.require(decision.role, decision.action)
     return decision
-
-
-def visible(principal: Principal | None, column: Any) -> ColumnElement[bool]:
-    """SQL: rows whose project (name) ``column`` the principal may see."""
-    if principal is None or principal.is_admin:
-        return true()
-    if not principal.projects:
-        return false()
-    result: ColumnElement[bool] = column.in_(sorted(principal.projects))
-    return result

@@ -26,6 +26,7 @@ from app.auth.oidc import OidcVerifier, is_jwt
 from app.auth.principal import Principal
 from app.db import Database
 from app.errors import Unauthorized
+from app.projects import repository as project_store
 
 BOOTSTRAP_ADMIN = Principal(name="admin", role="admin", id="admin")
 CACHE_SIZE = 100_000
@@ -112,10 +113,14 @@ async def _find_out(
     if oidc is not None and is_jwt(credential):
         # The issuer's keys may have to be fetched: once per new token, in a worker thread.
         try:
-            principal, expires_at = await anyio.to_thread.run_sync(oidc.verify, credential)
+            verified = await anyio.to_thread.run_sync(oidc.verify, credential)
         except Unauthorized as exc:
             return Known(None, refusal=exc.detail)
-        return Known(principal, expires_at=expires_at)
+        ids = {}
+        if verified.role != "admin" and verified.projects:
+            async with db.connection() as conn:
+                ids = await project_store.ids_by_name(conn, verified.projects)
+        return Known(verified.principal(ids), expires_at=verified.expires_at)
     return Known(None, refusal="The bearer token is not valid.")
 
 

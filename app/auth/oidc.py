@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jwt
 
-from app.auth.principal import ROLES, Principal
+from app.auth.principal import ROLES, Principal, Role
 from app.config import Settings
 from app.errors import Unauthorized
 
@@ -27,6 +30,22 @@ ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 
 def is_jwt(credential: str) -> bool:
     return credential.count(".") == 2
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What a verified token says: its subject, role and projects (by name: the issuer knows
+    no ids; ``app.auth.authn`` binds them to the projects that bear those names now)."""
+
+    subject: str
+    role: Role
+    projects: list[str]
+    expires_at: datetime
+
+    def principal(self, project_ids: Mapping[str, uuid.UUID]) -> Principal:
+        return Principal(
+            name=self.subject, role=self.role, id=f"oidc:{self.subject}", projects=project_ids
+        )
 
 
 class OidcVerifier:
@@ -110,8 +129,8 @@ class OidcVerifier:
                 )
             return self._file_keys
 
-    def verify(self, token: str) -> tuple[Principal, datetime]:
-        """The token's principal and when the token expires; may fetch the issuer's keys."""
+    def verify(self, token: str) -> Verified:
+        """Who the token names and when it expires; may fetch the issuer's keys."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -130,12 +149,12 @@ class OidcVerifier:
         role = claims.get(self.role_claim)
         if role not in ROLES:
             raise Unauthorized(f"The token carries no Runplane role (claim {self.role_claim!r}).")
-        projects = _project_names(claims.get(self.projects_claim))
-        subject = str(claims["sub"])
-        principal = Principal(
-            name=subject, role=role, id=f"oidc:{subject}", projects=frozenset(projects)
+        return Verified(
+            subject=str(claims["sub"]),
+            role=role,
+            projects=_project_names(claims.get(self.projects_claim)),
+            expires_at=datetime.fromtimestamp(float(claims["exp"]) + self.leeway, UTC),
         )
-        return principal, datetime.fromtimestamp(float(claims["exp"]) + self.leeway, UTC)
 
 
 def _project_names(value: Any) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -19,13 +21,16 @@ class Principal:
 
     ``name`` is for people (audit, ``updatedBy``); ``id`` is stable and unique across token
     kinds ("admin", "token:<uuid>", "oidc:<sub>") and scopes idempotency keys and rate limits.
-    ``projects`` is ignored for admins, who see every project.
+    ``projects`` maps the names of the projects it may see to their ids, as they were when the
+    credential was read; what it may reach is decided by id (``app.sql.scope``), so a project
+    deleted and created again under the same name is another project, out of its scope. Admins
+    see every project and have none.
     """
 
     name: str
     role: Role
     id: str = ""
-    projects: frozenset[str] = field(default_factory=frozenset)
+    projects: Mapping[str, uuid.UUID] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -39,7 +44,8 @@ class Principal:
         return _RANK[self.role] >= _RANK[role]
 
     def sees(self, project: str) -> bool:
-        """Whether the project exists for this principal at all (out of scope reads as 404)."""
+        """Whether a project of this name may exist for this principal at all (out of scope
+        reads as 404); its id decides in the end, when the project is read."""
         return self.is_admin or project in self.projects
 
     def require(self, role: Role, action: str) -> None:

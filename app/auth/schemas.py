@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 from app.auth.principal import Role
 from app.projects.schemas import ProjectName
-from app.schemas import DNS1123_LABEL, ApiModel, InputModel, Page
+from app.schemas import DNS1123_LABEL, ApiModel, InputModel, Page, in_utc
 
 TokenName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS1123_LABEL)]
 
@@ -23,7 +23,7 @@ class TokenCreate(InputModel):
         max_length=1000,
         description="Projects a researcher or viewer may see; empty for admins.",
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Annotated[AwareDatetime, AfterValidator(in_utc)] | None = Field(
         default=None, description="When the token stops working; null for never."
     )
 

@@ -15,12 +15,14 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import LiteralString
 
 import psycopg
 
 from app.auth.principal import Principal, Role
 from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
+from app.projects import repository as project_store
 from app.schemas import PageParams, decode_time_cursor, encode_time_cursor
 from app.sql import columns, fetch_all, fetch_one, page
 
@@ -35,7 +37,9 @@ class TokenRow:
     id: uuid.UUID
     name: str
     role: str
+    # The projects of its scope that still exist, by name, and their ids in the same order.
     projects: list[str]
+    project_ids: list[uuid.UUID]
     prefix: str
     created_at: datetime
     created_by: str
@@ -44,7 +48,14 @@ class TokenRow:
     last_used_at: datetime | None
 
 
-_COLUMNS = columns(TokenRow)
+def _columns(table: LiteralString) -> LiteralString:
+    """The row of ``table`` (api_tokens or a set of its rows): a scope is stored as project ids,
+    and reads as the projects those ids still denote. A deleted project's id denotes none."""
+    live = f"FROM projects p WHERE p.id = ANY({table}.project_ids) ORDER BY p.name"
+    return columns(TokenRow, table).replace(
+        f"{table}.projects, {table}.project_ids",
+        f"ARRAY(SELECT p.name {live}) AS projects, ARRAY(SELECT p.id {live}) AS project_ids",
+    )
 
 
 def new_secret() -> str:
@@ -64,7 +75,7 @@ def principal_of(token: TokenRow) -> Principal:
         name=token.name,
         role=token.role,  # type: ignore[arg-type]  # the column only ever holds a Role
         id=f"token:{token.id}",
-        projects=frozenset(token.projects),
+        projects=dict(zip(token.projects, token.project_ids, strict=True)),
     )
 
 
@@ -75,14 +86,14 @@ async def use(conn: Conn, digest: str) -> TokenRow | None:
         conn,
         TokenRow,
         f"""
-        WITH found AS (SELECT {_COLUMNS} FROM api_tokens WHERE secret_hash = %(digest)s),
+        WITH found AS (SELECT * FROM api_tokens WHERE secret_hash = %(digest)s),
         touched AS (
             UPDATE api_tokens t SET last_used_at = now() FROM found
             WHERE t.id = found.id AND found.revoked_at IS NULL
               AND (found.last_used_at IS NULL
                    OR found.last_used_at < now() - make_interval(secs => %(every)s))
         )
-        SELECT {_COLUMNS} FROM found
+        SELECT {_columns("found")} FROM found
         """,
         {"digest": digest, "every": LAST_USED_EVERY_SECONDS},
     )
@@ -103,11 +114,8 @@ async def create(
         problems.append({"field": "projects", "message": "an admin token is not scoped"})
     if expires_at is not None and expires_at <= datetime.now(UTC):
         problems.append({"field": "expiresAt", "message": "must be in the future"})
+    known = await project_store.ids_by_name(conn, projects)
     if projects:
-        cursor = await conn.execute(
-            "SELECT name FROM projects WHERE name = ANY(%s)", (sorted(set(projects)),)
-        )
-        known = {name for (name,) in await cursor.fetchall()}
         problems += [
             {"field": "projects", "message": f"project {p!r} does not exist"}
             for p in projects
@@ -121,17 +129,17 @@ async def create(
             conn,
             TokenRow,
             f"""
-            INSERT INTO api_tokens (id, name, role, projects, prefix, secret_hash, created_by,
-                                    expires_at)
-            VALUES (%(id)s, %(name)s, %(role)s, %(projects)s, %(prefix)s, %(hash)s,
+            INSERT INTO api_tokens (id, name, role, project_ids, prefix, secret_hash,
+                                    created_by, expires_at)
+            VALUES (%(id)s, %(name)s, %(role)s, %(project_ids)s, %(prefix)s, %(hash)s,
                     %(created_by)s, %(expires_at)s)
-            RETURNING {_COLUMNS}
+            RETURNING {_columns("api_tokens")}
             """,
             {
                 "id": uuid.uuid4(),
                 "name": name,
                 "role": role,
-                "projects": sorted(set(projects)),
+                "project_ids": sorted(set(known.values())),
                 "prefix": secret[:PREFIX_LENGTH],
                 "hash": hash_secret(secret),
                 "created_by": created_by,
@@ -155,7 +163,7 @@ async def list_page(
         conn,
         TokenRow,
         f"""
-        SELECT {_COLUMNS} FROM api_tokens
+        SELECT {_columns("api_tokens")} FROM api_tokens
         WHERE (%(revoked)s::bool IS NULL OR (revoked_at IS NOT NULL) = %(revoked)s)
           AND (%(created)s::timestamptz IS NULL OR (created_at, id) < (%(created)s, %(id)s))
         ORDER BY created_at DESC, id DESC LIMIT %(limit)s
@@ -177,7 +185,7 @@ async def revoke(conn: Conn, token_id: uuid.UUID) -> TokenRow:
         TokenRow,
         f"""
         UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s
-        RETURNING {_COLUMNS}
+        RETURNING {_columns("api_tokens")}
         """,
         (token_id,),
     )

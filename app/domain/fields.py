@@ -18,8 +18,9 @@ from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo as PydanticFieldInfo
 
+from app.domain import baseline
 from app.domain.quantity import QuantityMarker
-from app.domain.spec import SPEC_MODELS, WorkloadType
+from app.domain.spec import SPEC_MODELS, KubeInt, WorkloadType
 
 FieldKind = Literal["int", "float", "bool", "string", "quantity", "string-list", "itemized", "map"]
 
@@ -49,6 +50,7 @@ RULE_KEYS: tuple[str, ...] = (
     "pattern",
     "canAdd",
     "locked",
+    baseline.ALLOW_UNSAFE,
 )
 
 Scalar = str | int | float | bool | None
@@ -76,11 +78,14 @@ class FieldInfo:
     # Item fields only: whether an item must carry the field. (Spec fields themselves are all
     # optional, as a policy may supply them.)
     required_in_item: bool = False
+    # The safe default that guards the field (app.domain.baseline), if any.
+    safe_default: baseline.Check | None = None
 
     @property
     def rule_keys(self) -> tuple[str, ...]:
         """The rule keys a policy may use on this field."""
-        return RULE_KEYS_BY_KIND[self.kind]
+        by_kind = RULE_KEYS_BY_KIND[self.kind]
+        return (*by_kind, baseline.ALLOW_UNSAFE) if self.safe_default else by_kind
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (camelCase keys, empty attributes left out) for ``GET /explain``."""
@@ -102,6 +107,8 @@ class FieldInfo:
         if self.item_key is not None:
             out["itemKey"] = self.item_key
             out["itemFields"] = [f._item_dict() for f in self.item_fields]
+        if self.safe_default is not None:
+            out["safeDefault"] = baseline.explanation(self.safe_default)
         return out
 
     def _item_dict(self) -> dict[str, Any]:
@@ -148,6 +155,9 @@ class _Bounds:
 def _bounds(metadata: list[Any]) -> _Bounds:
     found: dict[str, int | float] = {}
     for meta in metadata:
+        if isinstance(meta, KubeInt):  # the range of the field's Kubernetes type, then its own
+            found["ge"] = max(found.get("ge", meta.lo), meta.lo)
+            found["le"] = min(found.get("le", meta.hi), meta.hi)
         for name, cls in (
             ("ge", annotated_types.Ge),
             ("gt", annotated_types.Gt),
@@ -191,7 +201,8 @@ def _walk(
             groups.add(path)
             _walk(annotation, path + ".", fields=fields, groups=groups, stack=(*stack, model))
             continue
-        fields[path] = _leaf(path, annotation, metadata, description, field)
+        info = _leaf(path, annotation, metadata, description, field)
+        fields[path] = dataclasses.replace(info, safe_default=baseline.check_at(path))
 
 
 def _leaf(

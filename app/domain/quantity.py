@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -20,6 +20,12 @@ _SUFFIXES = {
     **{s: Decimal(10) ** e for s, e in (("G", 9), ("T", 12), ("P", 15), ("E", 18))},
 }
 EXAMPLES = "(examples: '10Gi', '500M', '0.5')"
+# k8s.io/apimachinery's resource.Quantity: "no quantity may represent a number greater than
+# 2^63-1". Beyond it the renderers, the manifests' validation and the API server all refuse.
+MAX_QUANTITY = Decimal(2**63 - 1)
+# Exponents as large as a quantity's 64 characters allow ("1e999999999"), without overflowing
+# the default context; tiny values underflow to 0 (Kubernetes rounds them up to 1n).
+_WIDE = Context(Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def is_quantity(value: object) -> bool:
@@ -34,7 +40,7 @@ def quantity_value(value: object) -> Decimal:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if not 0 <= value < float("inf"):  # negative, infinite or NaN
             raise ValueError("a quantity must be a finite number, not negative")
-        return Decimal(str(value))
+        return _bounded(Decimal(str(value)), value)
     raise ValueError(f"must be a Kubernetes quantity {EXAMPLES}, not {_kind(value)}")
 
 
@@ -59,9 +65,23 @@ def _parse(value: str) -> Decimal:
     if match is None:
         raise ValueError(f"{value!r} is not a Kubernetes quantity {EXAMPLES}")
     number, exponent, suffix = match.groups()
-    if exponent is not None:
-        return Decimal(number).scaleb(int(exponent))
-    return Decimal(number) * _SUFFIXES[suffix] if suffix else Decimal(number)
+    if exponent is None:
+        amount = Decimal(number) * _SUFFIXES[suffix] if suffix else Decimal(number)
+    else:
+        try:
+            amount = Decimal(number).scaleb(int(exponent), context=_WIDE)
+        except ArithmeticError:  # an exponent of 19 digits or more ("1e+9999999999999999999")
+            amount = MAX_QUANTITY + 1 if Decimal(number) and int(exponent) > 0 else Decimal(0)
+    return _bounded(amount, value)
+
+
+def _bounded(amount: Decimal, shown: object) -> Decimal:
+    if amount > MAX_QUANTITY:
+        raise ValueError(
+            f"{shown!r} is more than Kubernetes can represent: a quantity is at most "
+            f"{MAX_QUANTITY} (2^63-1)"
+        )
+    return amount
 
 
 def _string_only(value: Any) -> Any:

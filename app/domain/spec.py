@@ -10,10 +10,21 @@ resolved spec.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from pydantic_core.core_schema import IntSchema
 
 from app.domain.quantity import Quantity, quantity_value
 
@@ -31,15 +42,51 @@ TYPE_TO_COLLECTION: dict[WorkloadType, str] = {v: k for k, v in COLLECTION_TO_TY
 
 ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
+
+class KubeInt:
+    """The range of the Kubernetes integer type a spec field lands in (``int32``, ``int64``),
+    declared once per type: no integer reaches a manifest, orjson or PostgreSQL out of range.
+    A field's own bounds (``Field(ge=1, le=65535)``) narrow it further."""
+
+    def __init__(self, name: str, bits: int) -> None:
+        self.name = name
+        self.lo, self.hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        # The range as the int schema's own ge/le, intersected with any the field declares, so
+        # that both hold and the OpenAPI document shows them as minimum and maximum.
+        schema = handler(source)
+        if schema["type"] != "int":
+            raise TypeError(f"{self.name} applies to int fields, not {schema['type']}")
+        int_schema = cast(IntSchema, schema)
+        int_schema["ge"] = max(int_schema.get("ge", self.lo), self.lo)
+        int_schema["le"] = min(int_schema.get("le", self.hi), self.hi)
+        return int_schema
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # OpenAPI's own names for these ranges: generated clients pick their integer types by it.
+        return {**handler(schema), "format": self.name}
+
+
+INT32, INT64 = KubeInt("int32", 32), KubeInt("int64", 64)
+Int32 = Annotated[int, INT32]
+Int64 = Annotated[int, INT64]
+
 ShortStr = Annotated[str, StringConstraints(max_length=1024)]
 LongStr = Annotated[str, StringConstraints(max_length=32768)]
 Name253 = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 
 
 class SpecModel(BaseModel):
-    """Base of every spec model: camelCase on the wire, unknown fields rejected."""
+    """Base of every spec model: camelCase on the wire, unknown fields rejected, numbers finite
+    (JSON has no NaN or Infinity; Python's parser reads ``1e309`` as one)."""
 
     model_config = ConfigDict(
+        allow_inf_nan=False,
         alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,
@@ -79,7 +126,7 @@ class ExtendedResource(SpecModel):
 
 
 class Compute(SpecModel):
-    gpu_devices_request: int | None = Field(
+    gpu_devices_request: Int32 | None = Field(
         default=None, ge=0, le=1024, description="Number of whole GPUs (nvidia.com/gpu)."
     )
     gpu_portion_request: float | None = Field(
@@ -184,14 +231,14 @@ class Toleration(SpecModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty tolerates all."
     )
-    seconds: int | None = Field(
+    seconds: Int64 | None = Field(
         default=None, ge=0, description="For NoExecute: how long the pod stays bound."
     )
 
 
 class Security(SpecModel):
-    run_as_uid: int | None = Field(default=None, ge=0, description="User id of the container.")
-    run_as_gid: int | None = Field(default=None, ge=0, description="Group id of the container.")
+    run_as_uid: Int64 | None = Field(default=None, ge=0, description="User id of the container.")
+    run_as_gid: Int64 | None = Field(default=None, ge=0, description="Group id of the container.")
     run_as_non_root: bool | None = Field(default=None, description="Refuse to run as root.")
     allow_privilege_escalation: bool | None = Field(
         default=None, description="Allow setuid binaries to gain privileges."
@@ -202,11 +249,11 @@ class Port(SpecModel):
     name: Annotated[
         str, StringConstraints(min_length=1, max_length=15, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
     ] = Field(description="Port name (IANA service name syntax, at most 15 characters).")
-    container: int = Field(ge=1, le=65535, description="Container port.")
+    container: Int32 = Field(ge=1, le=65535, description="Container port.")
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP", description="How the port is exposed."
     )
-    external: int | None = Field(
+    external: Int32 | None = Field(
         default=None, ge=1, le=65535, description="Service port; defaults to the container port."
     )
 
@@ -316,16 +363,16 @@ class InteractiveSpec(CommonSpec):
 
 
 class TrainingSpec(CommonSpec):
-    completions: int | None = Field(
+    completions: Int32 | None = Field(
         default=None, ge=1, le=100000, description="Successful pods needed (default 1)."
     )
-    parallelism: int | None = Field(
+    parallelism: Int32 | None = Field(
         default=None, ge=1, le=100000, description="Pods running at once; at most completions."
     )
-    backoff_limit: int | None = Field(
+    backoff_limit: Int32 | None = Field(
         default=None, ge=0, le=1000, description="Retries before the training fails (default 6)."
     )
-    auto_deletion_time_after_completion_seconds: int | None = Field(
+    auto_deletion_time_after_completion_seconds: Int32 | None = Field(
         default=None, ge=0, description="Delete the finished Job's objects after this many seconds."
     )
 
@@ -344,16 +391,16 @@ class DistributedSpec(CommonSpec):
     distributed_framework: Literal["PyTorch", "TF", "MPI"] | None = Field(
         default=None, description="Framework: PyTorch, TF or MPI (required)."
     )
-    num_workers: int | None = Field(
+    num_workers: Int32 | None = Field(
         default=None, ge=1, le=10000, description="Number of worker pods (at least 1)."
     )
-    slots_per_worker: int | None = Field(
+    slots_per_worker: Int32 | None = Field(
         default=None, ge=1, le=1024, description="MPI slots (processes) per worker; MPI only."
     )
-    min_replicas: int | None = Field(
+    min_replicas: Int32 | None = Field(
         default=None, ge=1, le=10000, description="Elastic PyTorch: fewest workers."
     )
-    max_replicas: int | None = Field(
+    max_replicas: Int32 | None = Field(
         default=None, ge=1, le=10000, description="Elastic PyTorch: most workers."
     )
     master_spec_same_as_worker: bool | None = Field(
@@ -389,18 +436,22 @@ class DistributedSpec(CommonSpec):
 
 
 class ServingPort(SpecModel):
-    container: int = Field(ge=1, le=65535, description="Container port the model serves on.")
+    container: Int32 = Field(ge=1, le=65535, description="Container port the model serves on.")
     protocol: Literal["http", "grpc"] = Field(default="http", description="Serving protocol.")
 
 
 class Autoscaling(SpecModel):
-    min_replicas: int | None = Field(default=None, ge=0, le=10000, description="Fewest replicas.")
-    max_replicas: int | None = Field(default=None, ge=1, le=10000, description="Most replicas.")
+    min_replicas: Int32 | None = Field(default=None, ge=0, le=10000, description="Fewest replicas.")
+    max_replicas: Int32 | None = Field(default=None, ge=1, le=10000, description="Most replicas.")
     metric: Literal["cpu-utilization", "concurrency", "throughput", "latency"] | None = Field(
         default=None, description="Metric that drives scaling; required when max > min."
     )
+    # cpu-utilization lands in averageUtilization, a Kubernetes int32.
     metric_threshold: float | None = Field(
-        default=None, gt=0, description="Target value of the metric; required when max > min."
+        default=None,
+        gt=0,
+        le=INT32.hi,
+        description="Target value of the metric; required when max > min.",
     )
 
     @model_validator(mode="after")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
-from sqlalchemy import ARRAY, DateTime, Index, String, text
+from sqlalchemy import ARRAY, DateTime, Index, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, IdMixin, TimestampMixin
@@ -24,9 +25,11 @@ class ApiToken(IdMixin, TimestampMixin, Base):
 
     name: Mapped[str] = mapped_column(String(63))
     role: Mapped[str] = mapped_column(String(16))
-    # Project names (immutable, so names are identities); empty for admin tokens.
-    projects: Mapped[list[str]] = mapped_column(
-        ARRAY(String(40)), default=list, server_default="{}"
+    # The projects it is scoped to, by id: a name is free again once its project is deleted,
+    # and must not carry the scope over to a new project of that name. A deleted project's id
+    # stays here and matches no project any more. Empty for admin tokens.
+    project_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(Uuid), default=list, server_default="{}"
     )
     # The first characters of the secret, to recognise a token in lists; never enough to use it.
     prefix: Mapped[str] = mapped_column(String(16))

@@ -38,6 +38,8 @@ class Workload(IdMixin, TimestampMixin, Base):
         # Keyset pagination, newest first, with and without the common filters.
         Index("ix_workloads_created", "created_at", "id"),
         Index("ix_workloads_project_created", "project", "created_at", "id"),
+        # A scoped caller's lists: its projects, by id (app.sql.scope).
+        Index("ix_workloads_project_id_created", "project_id", "created_at", "id"),
         # The reconciler's working sets: everything not deleted, and the outbox.
         Index("ix_workloads_active", "id", postgresql_where=text("phase <> 'Deleted'")),
         Index(

@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 import re2
 from pydantic import ValidationError
 
+from app.domain import baseline
 from app.domain.fields import (
     RULE_KEYS,
     FieldInfo,
@@ -29,10 +30,12 @@ from app.domain.fields import (
     map_paths,
 )
 from app.domain.quantity import quantity_value
-from app.domain.spec import SPEC_MODELS, WorkloadType
+from app.domain.spec import INT64, SPEC_MODELS, WorkloadType
 from app.fieldpath import error_message, field_path
 
 PolicySource = Literal["global", "project"]
+# Where a violation comes from: a policy's rule, or a safe default no policy lifted.
+ViolationSource = Literal["global", "project", "baseline"]
 EffectiveSource = Literal["project", "global", "merged", "none"]
 
 MAX_PATTERN_LENGTH = 1000
@@ -80,7 +83,7 @@ class Violation:
     rule: str
     message: str
     value: Any
-    source: PolicySource
+    source: ViolationSource
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,6 +152,7 @@ class _Plan:
     pattern: Pattern | None = None
     can_add: bool = True
     locked: frozenset[str] = frozenset()
+    allow_unsafe: bool = False
 
     @property
     def has_checks(self) -> bool:
@@ -174,6 +178,8 @@ class EffectivePolicy:
     rules: dict[str, Any]
     fields: Mapping[str, FieldSources]
     _plans: tuple[_Plan, ...] = field(default=(), repr=False, compare=False)
+    # The safe defaults in force: those of the type's fields that no rule allowUnsafe lifts.
+    _safe: tuple[tuple[str, baseline.Check], ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -366,13 +372,11 @@ def _compile_rules(
                 )
             )
             continue
-        if key in ("required", "canEdit", "canAdd"):
+        if key in _FLAGS:
             if type(value) is not bool:
                 problems.append(PolicyProblem(at, "must be true or false"))
             else:
-                out[{"required": "required", "canEdit": "can_edit", "canAdd": "can_add"}[key]] = (
-                    value
-                )
+                out[_FLAGS[key]] = value
         elif key in ("min", "max"):
             number = _rule_number(info, value)
             if number is None:
@@ -382,8 +386,8 @@ def _compile_rules(
                 out[name] = number
                 out[f"{name}_text"] = str(value)
         elif key == "step":
-            if type(value) is not int:
-                problems.append(PolicyProblem(at, "must be a whole number"))
+            if type(value) is not int or value > INT64.hi:
+                problems.append(PolicyProblem(at, _WHOLE))
             elif value <= 0:
                 problems.append(PolicyProblem(at, "must be greater than 0"))
             elif "min" not in rule:
@@ -420,6 +424,21 @@ def _compile_rules(
     return out
 
 
+_FLAGS = {
+    "required": "required",
+    "canEdit": "can_edit",
+    "canAdd": "can_add",
+    baseline.ALLOW_UNSAFE: "allow_unsafe",
+}
+# Rule values are stored as JSON (orjson writes 64-bit integers) and compared with spec values,
+# which are Kubernetes int32 or int64.
+_WHOLE = f"must be a whole number from {INT64.lo} to {INT64.hi}"
+
+
+def _whole(value: Any) -> bool:
+    return type(value) is int and INT64.lo <= value <= INT64.hi
+
+
 _KIND_NAMES: Mapping[FieldKind, str] = {
     "int": "a whole-number field",
     "float": "a number field",
@@ -436,7 +455,7 @@ def _rule_number(info: FieldInfo, value: Any) -> Number | None:
     if isinstance(value, bool):
         return None
     if info.kind == "int":
-        return value if isinstance(value, int) else None
+        return value if _whole(value) else None
     if info.kind == "float":
         return value if isinstance(value, int | float) and math.isfinite(value) else None
     # quantity: "10Gi" or a plain non-negative number
@@ -449,7 +468,7 @@ def _rule_number(info: FieldInfo, value: Any) -> Number | None:
 
 def _number_expected(kind: FieldKind) -> str:
     return {
-        "int": "must be a whole number",
+        "int": _WHOLE,
         "float": "must be a number",
         "quantity": 'must be a Kubernetes quantity such as "10Gi" or "500m"',
     }.get(kind, "must be a number")
@@ -482,11 +501,11 @@ def _compile_options(
                 ok = False
             entry = entry["value"]
         if info.kind == "int":
-            type_ok = type(entry) is int
+            type_ok = _whole(entry)
         else:
             type_ok = isinstance(entry, str)
         if not type_ok:
-            expected = "a whole number" if info.kind == "int" else "a string"
+            expected = _WHOLE.removeprefix("must be ") if info.kind == "int" else "a string"
             problems.append(PolicyProblem(here, f"must be {expected}, not {_show(entry)}"))
             ok = False
             continue
@@ -718,7 +737,11 @@ def _check(plan: _Plan, *, given: Any, value: Any, out: list[Violation]) -> None
                     )
 
 
-def _run(plans: tuple[_Plan, ...], submitted: Mapping[str, Any]) -> Resolution:
+def _run(
+    plans: tuple[_Plan, ...],
+    submitted: Mapping[str, Any],
+    safe: tuple[tuple[str, baseline.Check], ...] = (),
+) -> Resolution:
     spec: dict[str, Any] = _clone(submitted)
     applied: list[str] = []
     violations: list[Violation] = []
@@ -743,7 +766,32 @@ def _run(plans: tuple[_Plan, ...], submitted: Mapping[str, Any]) -> Resolution:
                     value = given
         if plan.has_checks:
             _check(plan, given=given, value=value, out=violations)
+    for path, check in safe:
+        refused = check.refused(_value_at(spec, path))
+        if refused is not None:
+            violations.append(
+                Violation(path, "baseline", baseline.refusal(check, path), refused, "baseline")
+            )
     return Resolution(spec=spec, applied_defaults=applied, violations=violations)
+
+
+def _value_at(spec: Mapping[str, Any], path: str) -> Any:
+    node: Any = spec
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def _safe_defaults(
+    cat: Mapping[str, FieldInfo], rules: Mapping[str, tuple[dict[str, Any], PolicySource]]
+) -> tuple[tuple[str, baseline.Check], ...]:
+    """The safe defaults of a type's fields that no compiled rule ``allowUnsafe`` lifts."""
+    return tuple(
+        (path, info.safe_default)
+        for path, info in cat.items()
+        if info.safe_default is not None
+        and not rules.get(path, ({}, None))[0].get("allow_unsafe", False)
+    )
 
 
 def _ensure_parent(spec: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any] | None:
@@ -849,6 +897,7 @@ def resolve_effective(
         rules=_nest({p: r for p, (r, _) in flat_rules.items()}),
         fields=sources,
         _plans=_build_plans(cat, defaults=flat_defaults, rules=compiled),
+        _safe=_safe_defaults(cat, compiled),
     )
 
 
@@ -867,11 +916,12 @@ def apply_policy(
         raise ValueError(
             f"the effective policy is for {effective.workload_type} workloads, not {workload_type}"
         )
-    return _run(effective._plans, submitted)
+    return _run(effective._plans, submitted, effective._safe)
 
 
 def check_defaults(effective: EffectivePolicy) -> list[PolicyProblem]:
-    """Defaults of an effective policy that break its own rules.
+    """Defaults of an effective policy that break its own rules, or a safe default it does not
+    lift (``allowUnsafe``).
 
     ``validate_policy`` runs this on the policy alone; run it on the merged policy too when a
     project policy inherits the global one, where a project default may break a global rule.
@@ -881,9 +931,14 @@ def check_defaults(effective: EffectivePolicy) -> list[PolicyProblem]:
     return [
         PolicyProblem(
             f"defaults.{v.field}",
-            f"the default {_show(v.value)} breaks the rule rules.{v.field}.{v.rule}: {v.message}",
+            f"the default {_show(v.value)} "
+            + (
+                f"is not allowed: {v.message}"
+                if v.source == "baseline"
+                else f"breaks the rule rules.{v.field}.{v.rule}: {v.message}"
+            ),
         )
-        for v in _run(effective._plans, {}).violations
+        for v in _run(effective._plans, {}, effective._safe).violations
         if v.rule != "required"
     ]
 
@@ -933,6 +988,7 @@ def validate_policy(
         rules={},
         fields={},
         _plans=plans,
+        _safe=_safe_defaults(cat, compiled),
     )
     problems.extend(check_defaults(effective))
     return problems

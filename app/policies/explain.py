@@ -65,6 +65,7 @@ async def explain(
                 item_key=doc.get("itemKey"),
                 item_fields=doc.get("itemFields"),
                 bounds=doc.get("bounds"),
+                safe_default=doc.get("safeDefault"),
                 default=_at(effective.defaults, path),
                 rules=_at(effective.rules, path),
                 source=schemas.FieldSource(default=source.default, rules=source.rules)

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from app.db import Conn
 from app.projects.repository import ProjectRow
-from app.sql import columns, fetch_all, fetch_one, in_scope, where
+from app.sql import Scope, columns, fetch_all, fetch_one, in_scope, where
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,14 +200,14 @@ async def list_page(
     *,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-    scope: list[str] | None,
+    scope: Scope,
     global_scope: bool | None,
     project_id: uuid.UUID | None,
     workload_type: str | None,
 ) -> list[ListedPolicy]:
     condition, params = where(
         # Global policies bind everyone; project policies show only within scope.
-        ("(pol.project_id IS NULL OR " + in_scope("p.name") + ")", {"scope": scope}),
+        ("(pol.project_id IS NULL OR " + in_scope("pol.project_id") + ")", {"scope": scope}),
         None
         if global_scope is None
         else ("pol.project_id IS NULL" if global_scope else "pol.project_id IS NOT NULL", {}),

@@ -100,8 +100,12 @@ class ExplainedField(ApiModel):
     options: list[Any] | None = None
     item_key: str | None = None
     item_fields: list[dict[str, Any]] | None = None
-    bounds: dict[str, float] | None = Field(
+    bounds: dict[str, int | float] | None = Field(
         default=None, description="Bounds the spec itself enforces."
+    )
+    safe_default: str | None = Field(
+        default=None,
+        description="What the field may not hold unless a policy rule allowUnsafe allows it.",
     )
     default: Any = Field(default=None, description="The default in effect, if any.")
     rules: dict[str, Any] | None = Field(default=None, description="The rules in effect, if any.")

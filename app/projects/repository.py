@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 
 from app.db import Conn
-from app.sql import columns, fetch_all, fetch_one, in_scope
+from app.sql import Scope, columns, fetch_all, fetch_one, in_scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +42,23 @@ class NameTaken(Exception):
         self.field = field
 
 
-async def get_by_name(conn: Conn, name: str, *, scope: list[str] | None) -> ProjectRow | None:
+async def get_by_name(conn: Conn, name: str, *, scope: Scope) -> ProjectRow | None:
     return await fetch_one(
         conn,
         ProjectRow,
-        f"SELECT {_COLUMNS} FROM projects WHERE name = %(name)s AND {in_scope('name')}",
+        f"SELECT {_COLUMNS} FROM projects WHERE name = %(name)s AND {in_scope('id')}",
         {"name": name, "scope": scope},
     )
+
+
+async def ids_by_name(conn: Conn, names: Collection[str]) -> dict[str, uuid.UUID]:
+    """The id of each of these names that is a project's now; the others are left out."""
+    if not names:
+        return {}
+    cursor = await conn.execute(
+        "SELECT name, id FROM projects WHERE name = ANY(%s)", (sorted(set(names)),)
+    )
+    return dict(await cursor.fetchall())
 
 
 async def insert(conn: Conn, values: dict[str, Any]) -> ProjectRow:
@@ -82,12 +93,12 @@ async def update(conn: Conn, project_id: uuid.UUID, values: dict[str, Any]) -> P
 
 
 async def list_after(
-    conn: Conn, *, after: str | None, limit: int, scope: list[str] | None
+    conn: Conn, *, after: str | None, limit: int, scope: Scope
 ) -> list[ProjectRow]:
     return await fetch_all(
         conn,
         ProjectRow,
-        f"SELECT {_COLUMNS} FROM projects WHERE {in_scope('name')}"
+        f"SELECT {_COLUMNS} FROM projects WHERE {in_scope('id')}"
         " AND (%(after)s::text IS NULL OR name > %(after)s) ORDER BY name LIMIT %(limit)s",
         {"after": after, "limit": limit, "scope": scope},
     )

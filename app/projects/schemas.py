@@ -7,13 +7,30 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from app.domain.quantity import Quantity
 from app.schemas import DNS1123_LABEL, ApiModel, InputModel, Page
 
 ProjectName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=DNS1123_LABEL)]
-Namespace = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS1123_LABEL)]
+
+
+def _not_kubernetes_own(namespace: str) -> str:
+    # Its workloads would run beside the cluster's own components, and the project's quota
+    # objects would land there too; nothing Runplane renders belongs in them.
+    if namespace == "default" or namespace.startswith("kube-"):
+        raise ValueError(
+            f"namespace {namespace!r} belongs to Kubernetes (default and kube-*); "
+            "a project cannot use it"
+        )
+    return namespace
+
+
+Namespace = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=63, pattern=DNS1123_LABEL),
+    AfterValidator(_not_kubernetes_own),
+]
 QueueName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS1123_LABEL)]
 NodePool = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 Scheduler = Literal["none", "kai", "kueue"]

@@ -11,7 +11,7 @@ from app.db import Conn
 from app.errors import Conflict
 from app.projects import repository, schemas
 from app.projects.repository import ProjectRow
-from app.schemas import PageParams, decode_cursor, encode_cursor
+from app.schemas import NAME, PageParams, decode_cursor, encode_cursor
 from app.sql import page, scope
 
 
@@ -76,12 +76,10 @@ async def create(conn: Conn, data: schemas.ProjectCreate) -> ProjectRow:
 async def list_page(
     conn: Conn, page_params: PageParams, *, visible_to: Principal
 ) -> tuple[list[ProjectRow], str | None]:
-    after = None
-    if page_params.cursor:
-        (after,) = decode_cursor(page_params.cursor, 1)
+    after = decode_cursor(page_params.cursor, NAME)[0] if page_params.cursor else None
     rows = await repository.list_after(
         conn,
-        after=None if after is None else str(after),
+        after=after,
         limit=page_params.limit + 1,
         scope=scope(visible_to),
     )

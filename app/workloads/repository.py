@@ -22,6 +22,7 @@ from app.policies.repository import TARGET_KEY, target_joins
 from app.sql import (
     JSON_ROW,
     JSON_ROWS,
+    Scope,
     columns,
     fetch_all,
     fetch_one,
@@ -193,11 +194,11 @@ def target_key(values: Sequence[Any]) -> list[str | None]:
 # --- reading --------------------------------------------------------------------------------------
 
 
-async def get(conn: Conn, workload_id: uuid.UUID, *, scope: list[str] | None) -> WorkloadRow | None:
+async def get(conn: Conn, workload_id: uuid.UUID, *, scope: Scope) -> WorkloadRow | None:
     return await fetch_one(
         conn,
         WorkloadRow,
-        f"SELECT {_COLUMNS} FROM workloads WHERE id = %(id)s AND {in_scope('project')}",
+        f"SELECT {_COLUMNS} FROM workloads WHERE id = %(id)s AND {in_scope('project_id')}",
         {"id": workload_id, "scope": scope},
     )
 
@@ -211,7 +212,7 @@ async def manifests(conn: Conn, workload_id: uuid.UUID) -> list[dict[str, Any]]:
 async def list_page(
     conn: Conn,
     *,
-    scope: list[str] | None,
+    scope: Scope,
     before: tuple[datetime, uuid.UUID] | None,
     limit: int,
     project: str | None,
@@ -222,7 +223,7 @@ async def list_page(
     """Newest first. Each filter is in the statement only when given, so that the planner picks
     the index that serves it."""
     condition, params = where(
-        (in_scope("project"), {"scope": scope}),
+        (in_scope("project_id"), {"scope": scope}),
         ("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL", {}),
         ("project = %(project)s", {"project": project}),
         ("type = %(type)s", {"type": workload_type}),
@@ -274,14 +275,13 @@ async def active_submissions(
 # --- lifecycle requests ---------------------------------------------------------------------------
 
 
-async def lock(
-    conn: Conn, workload_id: uuid.UUID, *, scope: list[str] | None
-) -> WorkloadRow | None:
+async def lock(conn: Conn, workload_id: uuid.UUID, *, scope: Scope) -> WorkloadRow | None:
     """The workload, locked for a change (inside a transaction)."""
     return await fetch_one(
         conn,
         WorkloadRow,
-        f"SELECT {_COLUMNS} FROM workloads WHERE id = %(id)s AND {in_scope('project')} FOR UPDATE",
+        f"SELECT {_COLUMNS} FROM workloads WHERE id = %(id)s AND {in_scope('project_id')}"
+        " FOR UPDATE",
         {"id": workload_id, "scope": scope},
     )
 

@@ -24,6 +24,7 @@ from app.domain.phases import Phase
 from app.domain.spec import WorkloadType
 from app.openapi import links, responses
 from app.schemas import PageParams, page_params
+from app.sql import scope
 from app.workloads import repository, schemas, service, submission
 from app.workloads.repository import WorkloadRow
 
@@ -82,7 +83,12 @@ async def _submit(
     access.check_project(body.project)
     if dry_run:
         prepared = await submission.checked(
-            db, workload_type=workload_type, body=body, settings=settings, refresh=True
+            db,
+            workload_type=workload_type,
+            body=body,
+            settings=settings,
+            scope=scope(access.principal),
+            refresh=True,
         )
         result = schemas.DryRun(
             spec=prepared.spec,
@@ -109,6 +115,7 @@ async def _submit(
         body=body,
         settings=settings,
         audit=entry_values(request.scope, 201),
+        scope=scope(access.principal),
         idempotency=idempotency,
     )
     # The audit entry was stored with the workload, in the same statement.

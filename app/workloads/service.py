@@ -14,8 +14,9 @@ from app.auth.access import Access
 from app.auth.principal import Principal
 from app.db import Conn
 from app.domain.phases import FINAL_PHASES
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound
 from app.schemas import (
+    ROW_ID,
     PageParams,
     decode_cursor,
     decode_time_cursor,
@@ -113,15 +114,7 @@ async def list_page(
 async def events_page(
     conn: Conn, workload: WorkloadRow, page_params: PageParams
 ) -> tuple[list[EventRow], str | None]:
-    after = None
-    if page_params.cursor:
-        (after,) = decode_cursor(page_params.cursor, 1)
-        # An event id: a bigint, never a bool (JSON's true is not 1 here).
-        if type(after) is not int or not 0 <= after < 2**63:
-            raise ValidationFailed(
-                "The cursor is not one this API issued.",
-                errors=[{"field": "cursor", "message": "invalid cursor"}],
-            )
+    after = decode_cursor(page_params.cursor, ROW_ID)[0] if page_params.cursor else None
     rows = await repository.events_page(conn, workload.id, after=after, limit=page_params.limit + 1)
     return page(rows, page_params.limit, lambda e: encode_cursor(e.id))
 

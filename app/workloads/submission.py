@@ -12,6 +12,7 @@ it was not checked against, and API processes need no invalidation messages betw
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -22,23 +23,24 @@ from functools import cached_property
 from typing import Any
 from weakref import WeakKeyDictionary
 
-import psycopg
 from cachetools import LRUCache
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
 from app import rendering
+from app.auth.access import project_not_found
 from app.batching import Batcher
 from app.config import Settings
 from app.db import Conn, Database
 from app.domain.fields import map_paths
 from app.domain.spec import SPEC_MODELS, WorkloadType, missing_required
-from app.errors import Conflict, NotFound, PolicyViolation, ValidationFailed
+from app.errors import Conflict, PolicyViolation, ValidationFailed
 from app.fieldpath import error_message, field_path
 from app.policies import engine
 from app.policies import repository as policy_store
 from app.policies import service as policies
 from app.projects.repository import ProjectRow
+from app.sql import Scope
 from app.workloads import repository, schemas
 from app.workloads.repository import Event, WorkloadRow
 from app.workloads.service import to_json
@@ -83,25 +85,33 @@ _targets: LRUCache[tuple[str, str], Target] = LRUCache(maxsize=4096)
 
 
 async def target(
-    db: Database, *, project_name: str, workload_type: WorkloadType, refresh: bool = False
+    db: Database,
+    *,
+    project_name: str,
+    workload_type: WorkloadType,
+    scope: Scope,
+    refresh: bool = False,
 ) -> Target:
     """The cached target, or a fresh one (one statement; the policy documents only when the
-    effective policy is not cached either). 404 when the project does not exist."""
+    effective policy is not cached either). 404 when the project does not exist, or is not
+    in ``scope``: the name may belong to another project than the caller's by now."""
     key = (project_name, workload_type)
-    if not refresh:
-        cached = _targets.get(key)
-        if cached is not None:
-            return cached
+    cached = None if refresh else _targets.get(key)
+    if cached is not None and (scope is None or cached.project.id in scope):
+        return cached
+    # Not cached, or cached for another project of that name (deleted, then made again).
     async with db.connection() as conn:
-        found = await policy_store.target(conn, project=project_name, workload_type=workload_type)
-        if found is None:
+        read = await policy_store.target(conn, project=project_name, workload_type=workload_type)
+        if read is None:
             _targets.pop(key, None)
-            raise NotFound(f"Project {project_name!r} does not exist.")
-        project, token = found
+            raise project_not_found(project_name)
+        project, token = read
         resolved = await policies.resolve(
             conn, project_id=project.id, workload_type=workload_type, token=token
         )
     fresh = _targets[key] = Target(project, token, resolved)
+    if scope is not None and project.id not in scope:
+        raise project_not_found(project_name)
     return fresh
 
 
@@ -212,12 +222,13 @@ async def checked(
     workload_type: WorkloadType,
     body: schemas.Submission,
     settings: Settings,
+    scope: Scope,
     refresh: bool = False,
 ) -> Prepared:
     """:func:`prepare` against the cached target; a refusal is only ever given against a fresh
     one (the policy may have changed since the cache saw it, and now supply what is missing)."""
     where = await target(
-        db, project_name=body.project, workload_type=workload_type, refresh=refresh
+        db, project_name=body.project, workload_type=workload_type, scope=scope, refresh=refresh
     )
     try:
         return prepare(where, workload_type=workload_type, body=body, settings=settings)
@@ -225,7 +236,7 @@ async def checked(
         if refresh:
             raise
         fresh = await target(
-            db, project_name=body.project, workload_type=workload_type, refresh=True
+            db, project_name=body.project, workload_type=workload_type, scope=scope, refresh=True
         )
         if (fresh.project, fresh.token) == (where.project, where.token):
             raise
@@ -349,28 +360,28 @@ class Storer:
         self.batcher: Batcher[Storing, Stored] = Batcher(self._store)
 
     async def _store(self, batch: Sequence[Storing]) -> list[Stored]:
+        if len(batch) == 1:
+            return [await self._alone(batch[0])]
         try:
             async with self.db.connection() as conn:
                 return await store(conn, batch)
-        except Exception as exc:
-            if len(batch) == 1 or not _about_the_values(exc):
-                raise
-        # One submission's values must not fail the others (each tenant's submissions are its
-        # own): when the batch fails on what it holds, each goes alone, and fails alone.
-        return [await self._alone(item) for item in batch]
+        except PoolTimeout:
+            raise  # no statement was sent: the database is away or busy, for every item alike
+        except Exception:
+            # Submissions stored together must not fail together: one tenant's values cannot
+            # cost another its submission. Whatever failed the statement (a value PostgreSQL
+            # refused, orjson could not write, a statement cancelled), each goes alone, and
+            # fails alone, with what it alone meets.
+            pass
+        return list(await asyncio.gather(*(self._alone(item) for item in batch)))
 
     async def _alone(self, item: Storing) -> Stored:
         try:
-            return (await self._store([item]))[0]
+            async with self.db.connection() as conn:
+                (outcome,) = await store(conn, [item])
         except Exception as exc:
-            if not _about_the_values(exc):
-                raise
             return exc
-
-
-def _about_the_values(exc: Exception) -> bool:
-    """Whether the batch failed on what it holds, not on the database being away."""
-    return not isinstance(exc, psycopg.OperationalError | PoolTimeout)
+        return outcome
 
 
 _storers: WeakKeyDictionary[Database, Storer] = WeakKeyDictionary()
@@ -451,12 +462,19 @@ async def submit(
     body: schemas.Submission,
     settings: Settings,
     audit: Mapping[str, Any],
+    scope: Scope,
     idempotency: IdempotencyKey | None = None,
 ) -> Accepted:
-    """Check, render and store a submission (and remember its answer under ``idempotency``)."""
+    """Check, render and store a submission (and remember its answer under ``idempotency``);
+    ``scope`` is the caller's (``app.sql.scope``)."""
     for attempt in range(ATTEMPTS):
         prepared = await checked(
-            db, workload_type=workload_type, body=body, settings=settings, refresh=attempt > 0
+            db,
+            workload_type=workload_type,
+            body=body,
+            settings=settings,
+            scope=scope,
+            refresh=attempt > 0,
         )
         item = Storing(prepared, audit)
         if idempotency is None:

@@ -5,6 +5,7 @@ merits; and the pool answers a database that is away or busy in bounded time."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -204,7 +205,7 @@ def test_a_batch_stores_each_submission_or_says_why_not(
                 {"name": name, "project": "team-a", "spec": spec}
             )
             prepared = await submission.checked(
-                db, workload_type="training", body=body, settings=settings
+                db, workload_type="training", body=body, settings=settings, scope=None
             )
             return await submission.storer(db).batcher(submission.Storing(prepared, AUDIT_ENTRY))
 
@@ -242,3 +243,64 @@ def test_the_answer_is_what_the_workload_schema_writes(client: TestClient, proje
     # Written by orjson on the hot path: byte for byte what pydantic writes for the schema.
     assert WorkloadRead.model_validate_json(r.content).model_dump_json().encode() == r.content
     assert r.json() == client.get(r.headers["location"]).json()
+
+
+def test_whatever_fails_a_batch_fails_only_its_own_item(
+    client: TestClient,
+    project: str,
+    settings: Settings,
+    database: str,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Below the checks at the edge: items that fail the shared statement each in their own
+    way (PostgreSQL refuses one, orjson cannot write another, a third has the statement
+    cancelled, as a statement timeout would) cost the others nothing."""
+    batches: list[int] = []
+    store = submission.store
+
+    async def recording(conn: Any, batch: Any) -> Any:
+        batches.append(len(batch))
+        if any(item.prepared.name == "cancelled" for item in batch):
+            raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+        return await store(conn, batch)
+
+    monkeypatch.setattr(submission, "store", recording)
+
+    async def scenario() -> list[submission.Stored]:
+        db = Database(database, size=4)
+        await db.open()
+
+        async def prepared(name: str, tamper: dict[str, Any]) -> submission.Storing:
+            body = TrainingSubmission.model_validate(
+                {"name": name, "project": "team-a", "spec": {"image": "x"}}
+            )
+            checked = await submission.checked(
+                db, workload_type="training", body=body, settings=settings, scope=None, refresh=True
+            )
+            spec = {**checked.spec, **tamper}
+            return submission.Storing(dataclasses.replace(checked, spec=spec), AUDIT_ENTRY)
+
+        try:
+            items = [
+                await prepared("a", {}),
+                await prepared("nul", {"workingDir": "/\x00"}),
+                await prepared("b", {}),
+                await prepared("huge", {"security": {"runAsUid": 2**70}}),
+                await prepared("cancelled", {}),
+                await prepared("c", {}),
+            ]
+            # Queued in one turn of the event loop: they go in one batch.
+            return await asyncio.gather(*(submission.storer(db).batcher(i) for i in items))
+        finally:
+            await db.close()
+
+    a, nul, b, huge, cancelled, c = asyncio.run(scenario())
+    assert batches[0] == 6  # all six met in one statement
+    assert all(isinstance(ok, submission.Accepted) for ok in (a, b, c))
+    assert isinstance(nul, psycopg.DataError)
+    assert isinstance(huge, TypeError)  # orjson: "Integer exceeds 64-bit range"
+    assert isinstance(cancelled, psycopg.errors.QueryCanceled)
+    with engine.connect() as conn:
+        names = set(conn.scalars(text("SELECT name FROM workloads")))
+    assert names == {"a", "b", "c"}

@@ -147,7 +147,7 @@ def test_every_route_has_a_decision_a_sample_and_an_audit() -> None:
 
 def expected(decision: Decision, role: Role, project: str) -> int | None:
     """None: allowed (2xx). Out of scope is 404 before a role is 403."""
-    caller = Principal(name=role, role=role, projects=frozenset({"team-a"}))
+    caller = Principal(name=role, role=role, projects={"team-a": uuid.uuid4()})
     scoped = decision.scope in ("path", "body", "resource", "query")
     if scoped and not caller.sees(project):
         return 404

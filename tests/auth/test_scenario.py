@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from tests.auth.conftest import TRAINING, Mint, assert_problem, bearer
+from tests.conftest import SqlSession
 
 
 def test_a_researcher_token_for_team_a(client: TestClient) -> None:
@@ -89,7 +91,11 @@ def test_lists_show_only_projects_in_scope_and_filter_in_sql(
     assert all(len(p["items"]) == 1 for p in pages)
     lists = [(q, p) for q, p in statements if q.startswith("SELECT") and "FROM workloads" in q]
     assert lists
-    assert all("project = ANY(" in q and p["scope"] == ["team-a", "team-c"] for q, p in lists)
+    ids = sorted(
+        p["id"] for p in client.get("/api/v1/projects").json()["items"] if p["name"] != "team-b"
+    )
+    # By id: a name is free again once its project is deleted (test_scope_survives_renames).
+    assert all("project_id = ANY(" in q and [str(i) for i in p["scope"]] == ids for q, p in lists)
 
     assert viewer.get("/api/v1/workloads", params={"project": "team-b"}).json()["items"] == []
     projects = viewer.get("/api/v1/projects", params={"limit": 1}).json()
@@ -109,3 +115,52 @@ def test_lists_show_only_projects_in_scope_and_filter_in_sql(
     nobody = TestClient(client.app, headers=bearer(mint("n", "researcher")))
     assert nobody.get("/api/v1/workloads").json()["items"] == []
     assert nobody.get("/api/v1/projects").json()["items"] == []
+
+
+def test_scope_survives_renames(client: TestClient, mint: Mint, sql: SqlSession) -> None:
+    """A token is bound to its project, not to the project's name: once the project is deleted
+    and another is created under that name, the token reaches neither, even while this
+    process still trusts what it read of the token (RUNPLANE_CREDENTIAL_CACHE_SECONDS)."""
+    assert client.post("/api/v1/projects", json={"name": "x"}).status_code == 201
+    alice = TestClient(client.app, headers=bearer(mint("alice", "researcher", ("x",))))
+    assert alice.get("/api/v1/projects/x").status_code == 200
+    old = alice.post(
+        "/api/v1/workloads/trainings", json={"name": "w", "project": "x", "spec": TRAINING}
+    )
+    assert old.status_code == 201, old.text
+    with sql() as session:  # as the reconciler leaves it once the cluster objects are gone
+        session.execute(
+            text("UPDATE workloads SET phase = 'Deleted', deleted_at = now() WHERE id = :id"),
+            {"id": old.json()["id"]},
+        )
+    assert client.delete("/api/v1/projects/x").status_code == 204
+    assert client.post("/api/v1/projects", json={"name": "x"}).status_code == 201
+    new = client.post(
+        "/api/v1/workloads/trainings", json={"name": "v", "project": "x", "spec": TRAINING}
+    )
+    assert new.status_code == 201, new.text
+
+    # Alice's token, as this process cached it (x -> the old id), and read afresh alike.
+    for caller in (alice, TestClient(client.app, headers=alice.headers)):
+        assert_problem(caller.get("/api/v1/projects/x"), 404)
+        assert caller.get("/api/v1/projects").json()["items"] == []
+        assert caller.get("/api/v1/workloads").json()["items"] == []
+        assert caller.get("/api/v1/workloads", params={"deleted": "true"}).json()["items"] == []
+        assert_problem(caller.get(new.headers["location"]), 404)
+        assert_problem(caller.get(old.headers["location"]), 404)
+        assert_problem(caller.get("/api/v1/projects/x/policies/trainings/effective"), 404)
+        refused = caller.post(
+            "/api/v1/workloads/trainings", json={"name": "u", "project": "x", "spec": TRAINING}
+        )
+        assert_problem(refused, 404)
+        client.app.state.credentials.forget_all()  # type: ignore[attr-defined]
+    # What the token now reads as: scoped to no project that exists.
+    (token,) = [t for t in client.get("/api/v1/tokens").json()["items"] if t["name"] == "alice"]
+    assert token["projects"] == []
+
+    # A token for the new x reaches the new x, and nothing of the old one.
+    bob = TestClient(client.app, headers=bearer(mint("bob", "researcher", ("x",))))
+    assert [w["name"] for w in bob.get("/api/v1/workloads").json()["items"]] == ["v"]
+    assert bob.get("/api/v1/workloads", params={"deleted": "true"}).json()["items"] == []
+    assert_problem(bob.get(old.headers["location"]), 404)
+    assert client.get(old.headers["location"]).json()["project"] == "x"  # admins still read it

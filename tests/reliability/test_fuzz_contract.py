@@ -13,7 +13,8 @@ Checked on every answer: no 5xx; the status is one the operation documents; cont
 headers and body match the documented response; invalid input is refused with a 4xx; a call
 without the token is refused; every error is an RFC 9457 problem whose ``status`` is the HTTP
 status and that names no server file; in sequences, what was deleted stays gone and what was
-created can be read.
+created can be read. After the operations, and after each sequence: nothing out of range was
+stored (``tests/hostile.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from sqlalchemy import Engine, text
 
 from app.main import create_app
 from tests.conftest import AUTH, ROOT, TABLES, make_settings, restore, snapshot
+from tests.hostile import out_of_range
 from tests.reliability.live import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -172,6 +174,11 @@ def test_operation_honours_the_contract(case: Any, live: str) -> None:
         raise
 
 
+def test_nothing_out_of_range_was_stored(live: str, engine: Engine) -> None:
+    # Runs after every operation's examples (pytest keeps a module's order), on what they left.
+    assert out_of_range(engine) == [], REPLAY
+
+
 def test_linked_operations_honour_the_contract(live: str, engine: Engine) -> None:
     start = snapshot(engine)
 
@@ -182,6 +189,10 @@ def test_linked_operations_honour_the_contract(live: str, engine: Engine) -> Non
         def setup(self) -> None:
             restore(engine, start)
             super().setup()
+
+        def teardown(self) -> None:
+            assert out_of_range(engine) == [], "a sequence stored values out of range"
+            super().teardown()
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"base_url": live, "headers": AUTH}
