@@ -118,7 +118,12 @@ async def storable_input(request: Request) -> None:
         for name, value in (*request.path_params.items(), *request.query_params.multi_items())
         if (problem := storable.text_problem(str(value))) is not None
     ]
-    if await request.body() and "json" in request.headers.get("content-type", "json"):
+    body = await request.body()
+    if (
+        body
+        and "json" in request.headers.get("content-type", "json")
+        and not storable.plainly_storable(body)
+    ):
         try:
             document = await request.json()  # already parsed, when the route takes a body
         except ValueError:

@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
+
 NUL = "\x00"
 REPLACEMENT = "\ufffd"
 
@@ -25,6 +27,19 @@ def text_problem(text: str) -> str | None:
     except UnicodeEncodeError:
         return "must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff): they are not text"
     return None
+
+
+def plainly_storable(raw: bytes) -> bool:
+    """Whether a JSON body surely holds nothing :func:`problems` would find, without walking it:
+    orjson refuses NaN, Infinity, numbers past a double and unpaired surrogates, so a body it
+    reads that has no NUL escape is storable (a few microseconds, against tens for the walk)."""
+    if b"\\u0000" in raw:
+        return False
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 NOT_FINITE = "must be a finite number (JSON has no NaN or Infinity; 1e309 is past a double)"
