@@ -184,6 +184,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
         stream = bus.stream(since=mark).__aiter__()
+        step: asyncio.Future[Any] | None = None
+        ends: asyncio.Future[Any] | None = None
         try:
             while not closing.is_set():
                 step = asyncio.ensure_future(stream.__anext__())
@@ -193,7 +195,6 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     {step, ends}, timeout=left, return_when="FIRST_COMPLETED"
                 )
                 if step not in done:
-                    await _cancelled(step, ends)
                     return
                 await _cancelled(ends)
                 event = step.result()
@@ -203,6 +204,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         except StopAsyncIteration:
             return
         finally:
+            # The pending read ends before the stream closes (whatever ended this one: a
+            # timeout, the fake stopping, or this handler being cancelled).
+            await _cancelled(*(t for t in (step, ends) if t is not None))
             await stream.aclose()  # type: ignore[attr-defined]
             await bus.unmark(mark)
 
