@@ -486,7 +486,7 @@ def test_observe_relists_when_a_continue_token_expires(api: FakeKubeAPI) -> None
     assert len(pod_lists) == 2 + 3  # a page, the 410, then the whole list again
 
     api.handler.expire_continue = 100
-    expiring = make_backend(api, page_size=2, sync_timeout=5)  # time for a few tries on a busy machine
+    expiring = make_backend(api, page_size=2, sync_timeout=5)  # a few tries, on a busy machine too
     with pytest.raises(ClusterUnreachable, match="expiring"):
         expiring.observe()
 
