@@ -52,7 +52,9 @@ from app.config import Settings
 from app.db import BlockingDatabase, conninfo
 from app.domain.phases import DesiredPhase
 from app.observability import IS_LEADER, ORPHAN_OBJECTS, RECONCILE_CYCLES, RECONCILE_DURATION
+from app.reconciler.pods import PodView, kept_views, pod_views
 from app.reconciler.status import WorkloadStatus, derive_status, status_changed
+from app.reconciler.urls import Url, workload_urls
 from app.rendering import stopped_form
 from app.workloads import repository as workloads
 from app.workloads.repository import Event, OutboxRow, StatusWrite
@@ -96,6 +98,15 @@ class _Retrying:
     next_at: datetime = field(default_factory=utcnow)
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What a workload shows now, as stored: its status, pods and URLs."""
+
+    status: WorkloadStatus
+    pod_list: list[PodView]
+    urls: list[Url]
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """What happened to one outbox entry."""
@@ -130,7 +141,7 @@ class Reconciler:
         # Tests: runs between a cycle's reads and its writes ("outbox", then "status"), to race
         # the API against them.
         self.after_read = after_read
-        self._statuses: dict[uuid.UUID, tuple[str, WorkloadStatus]] = {}
+        self._statuses: dict[uuid.UUID, tuple[str, _Stored]] = {}
         self._retrying: dict[uuid.UUID, _Retrying] = {}
         self._purged_at: datetime | None = None
         # Workloads to derive next cycle whatever the cluster says: still on their way
@@ -319,7 +330,8 @@ class Reconciler:
             if row.id in skip or (row.applied_generation == 0 and row.desired_phase != "Deleted"):
                 unsettled.add(row.id)
                 continue  # not in the cluster yet, or applied this cycle: observed next cycle
-            before = previous[row.id]
+            stored = previous[row.id]
+            before = stored.status
             observed = observation.of(str(row.id))
             if before.phase == "Failed" and row.desired_phase != "Deleted":
                 if not observed.objects and not observed.pods:
@@ -337,7 +349,16 @@ class Reconciler:
             )
             if status.phase not in SETTLED or row.desired_phase == "Deleted":
                 unsettled.add(row.id)
-            if not status_changed(before, status):
+            if cluster_error is None:
+                views = kept_views(
+                    previous=stored.pod_list, observed=pod_views(observed.pods), phase=status.phase
+                )
+                urls = workload_urls(row.type, observed.objects)
+            else:  # nothing was observed: what was seen last is the best there is
+                views, urls = stored.pod_list, stored.urls
+            new_pods = views if views != stored.pod_list else None
+            new_urls = urls if urls != stored.urls else None
+            if not status_changed(before, status) and new_pods is None and new_urls is None:
                 continue
             doc = status.to_dict()
             event = None
@@ -357,6 +378,8 @@ class Reconciler:
                     message=status.message,
                     conditions=doc["conditions"],
                     pods=doc["pods"],
+                    pod_list=new_pods,
+                    urls=new_urls,
                     event=event,
                 )
             )
@@ -374,8 +397,9 @@ class Reconciler:
 
     def _previous_statuses(
         self, rows: list[workloads.ActiveRow], *, forget_others: bool
-    ) -> dict[uuid.UUID, WorkloadStatus]:
-        """Each row's stored status, parsed only when the row changed since the last cycle.
+    ) -> dict[uuid.UUID, _Stored]:
+        """Each row's stored status, pods and URLs, parsed only when the row changed since the
+        last cycle.
 
         A row's ``xmin`` changes whenever anyone writes it (this loop or an API request), so an
         unchanged ``xmin`` means the cached parse is still what is stored.
@@ -384,17 +408,15 @@ class Reconciler:
         stale = [r.id for r in rows if cached.get(r.id, ("",))[0] != r.xmin]
         if stale:
             for r in self.db.run(workloads.statuses, stale):
-                cached[r.id] = (
-                    r.xmin,
-                    WorkloadStatus.from_dict(
-                        {
-                            "phase": r.phase,
-                            "phaseMessage": r.phase_message,
-                            "conditions": r.conditions,
-                            "pods": r.pods,
-                        }
-                    ),
+                status = WorkloadStatus.from_dict(
+                    {
+                        "phase": r.phase,
+                        "phaseMessage": r.phase_message,
+                        "conditions": r.conditions,
+                        "pods": r.pods,
+                    }
                 )
+                cached[r.id] = (r.xmin, _Stored(status, r.pod_list, r.urls))
         if forget_others:  # a full pass: what is not among the rows is gone
             self._statuses = {r.id: cached[r.id] for r in rows if r.id in cached}
         return {r.id: cached[r.id][1] for r in rows if r.id in cached}

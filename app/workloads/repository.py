@@ -52,6 +52,7 @@ class WorkloadRow:
     phase_updated_at: datetime
     conditions: list[dict[str, Any]]
     pods: dict[str, int]
+    urls: list[dict[str, Any]]
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
@@ -204,6 +205,12 @@ async def get(conn: Conn, workload_id: uuid.UUID, *, scope: list[str] | None) ->
 
 async def manifests(conn: Conn, workload_id: uuid.UUID) -> list[dict[str, Any]]:
     cursor = await conn.execute("SELECT manifests FROM workloads WHERE id = %s", (workload_id,))
+    row = await cursor.fetchone()
+    return row[0] if row else []
+
+
+async def pod_list(conn: Conn, workload_id: uuid.UUID) -> list[dict[str, Any]]:
+    cursor = await conn.execute("SELECT pod_list FROM workloads WHERE id = %s", (workload_id,))
     row = await cursor.fetchone()
     return row[0] if row else []
 
@@ -413,6 +420,8 @@ class StoredStatus:
     phase_message: str
     conditions: list[dict[str, Any]]
     pods: dict[str, int]
+    pod_list: list[dict[str, Any]]
+    urls: list[dict[str, Any]]
 
 
 def _with_xmin(row_type: type[Any]) -> LiteralString:
@@ -465,6 +474,8 @@ class StatusWrite:
     message: str | None = None
     conditions: list[dict[str, Any]] | None = None
     pods: dict[str, int] | None = None
+    pod_list: list[dict[str, Any]] | None = None
+    urls: list[dict[str, Any]] | None = None
     event: Event | None = None
 
 
@@ -481,6 +492,8 @@ _WRITE_STATUS = f"""
             phase_message = coalesce(i.item->>'message', w.phase_message),
             conditions = coalesce(i.item->'conditions', w.conditions),
             pods = coalesce(i.item->'pods', w.pods),
+            pod_list = coalesce(i.item->'pod_list', w.pod_list),
+            urls = coalesce(i.item->'urls', w.urls),
             phase_updated_at = CASE WHEN coalesce(i.item->>'phase', w.phase) <> w.phase
                                     THEN %(now)s ELSE w.phase_updated_at END,
             updated_at = now()

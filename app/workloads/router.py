@@ -260,6 +260,16 @@ async def get_workload_manifests(
     return JSONResponse(manifests)
 
 
+@router.get(
+    "/{workloadId}/pods",
+    operation_id="listWorkloadPods",
+    response_model=schemas.PodList,
+    responses=responses(404),
+)
+async def list_workload_pods(conn: ConnDep, workload: WorkloadDep) -> Response:
+    return _workloads({"items": await repository.pod_list(conn, workload.id)})
+
+
 def _accepted(workload: WorkloadRow) -> Response:
     return _workloads(service.to_read(workload), status.HTTP_202_ACCEPTED)
 

@@ -77,6 +77,63 @@ class PodCounts(ApiModel):
     failed: int = 0
 
 
+class WorkloadUrl(ApiModel):
+    """One address of an interactive or inference workload's port."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        description="ClusterIP: in-cluster; NodePort: on every node's address at `port`; "
+        "LoadBalancer: the address the cluster assigned."
+    )
+    name: str = Field(description="The port's name.")
+    host: str | None = Field(
+        description="`<service>.<namespace>.svc`, the load balancer's address, or null for a "
+        "NodePort (any node's address)."
+    )
+    port: int
+    url: str | None = Field(description="`<scheme>://<host>:<port>` when the host is known.")
+
+
+class ContainerState(ApiModel):
+    state: Literal["waiting", "running", "terminated"]
+    reason: str | None = Field(None, description="e.g. ErrImagePull, CrashLoopBackOff, OOMKilled.")
+    message: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Container(ContainerState):
+    name: str
+    image: str
+    ready: bool
+    restarts: int
+    last_state: ContainerState | None = Field(
+        None, description="The previous run's end, e.g. the crash of a crash-looping container."
+    )
+
+
+class Pod(ApiModel):
+    name: str
+    role: str = Field(description="master, chief, launcher, worker, ps, evaluator or replica.")
+    node: str | None
+    phase: str = Field(description="The pod's phase: Pending, Running, Succeeded, Failed.")
+    ready: bool
+    restarts: int
+    start_time: datetime | None
+    gpus: float = Field(description="GPUs allocated (requested while not placed); 0.5: half.")
+    reason: str | None = Field(None, description="Why the pod is where it is (Unschedulable...).")
+    message: str | None = None
+    containers: list[Container]
+
+
+class PodList(ApiModel):
+    items: list[Pod] = Field(
+        description="The driving role first (master, chief, launcher), then by name. A "
+        "finished workload keeps its pods' final states after they are gone."
+    )
+
+
 class ObjectRef(ApiModel):
     api_version: str
     kind: str
@@ -107,6 +164,10 @@ class Workload(ApiModel):
     phase_updated_at: datetime
     conditions: list[Condition]
     pods: PodCounts
+    urls: list[WorkloadUrl] = Field(
+        description="Interactive and inference workloads with ports: in-cluster, NodePort and "
+        "LoadBalancer addresses, as observed in the cluster."
+    )
     cluster: ClusterRef
     deleted_at: datetime | None = None
 

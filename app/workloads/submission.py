@@ -305,6 +305,7 @@ def _stored(p: Prepared, created_at: datetime) -> Accepted:
         phase_updated_at=created_at,
         conditions=[],
         pods={},
+        urls=[],
         created_at=created_at,
         updated_at=created_at,
         deleted_at=None,

@@ -117,6 +117,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", WORKLOAD + "/manifests"): lambda w, p: Req(
         "GET", f"/api/v1/workloads/{w.workloads[p]}/manifests"
     ),
+    ("GET", WORKLOAD + "/pods"): lambda w, p: Req(
+        "GET", f"/api/v1/workloads/{w.workloads[p]}/pods"
+    ),
     ("POST", WORKLOAD + "/suspend"): lambda w, p: Req(
         "POST", f"/api/v1/workloads/{w.workloads[p]}/suspend"
     ),
