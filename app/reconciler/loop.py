@@ -52,6 +52,7 @@ from app.config import Settings
 from app.db import BlockingDatabase, conninfo
 from app.domain.phases import DesiredPhase
 from app.observability import IS_LEADER, ORPHAN_OBJECTS, RECONCILE_CYCLES, RECONCILE_DURATION
+from app.reconciler.events import Seen, changed_events, seen_key, timeline_events
 from app.reconciler.pods import PodView, kept_views, pod_views
 from app.reconciler.status import WorkloadStatus, derive_status, status_changed
 from app.reconciler.urls import Url, workload_urls
@@ -142,6 +143,8 @@ class Reconciler:
         # the API against them.
         self.after_read = after_read
         self._statuses: dict[uuid.UUID, tuple[str, _Stored]] = {}
+        # The cluster events written of each workload, as written (uid -> count, last, message).
+        self._events_seen: dict[uuid.UUID, dict[str, Seen]] = {}
         self._retrying: dict[uuid.UUID, _Retrying] = {}
         self._purged_at: datetime | None = None
         # Workloads to derive next cycle whatever the cluster says: still on their way
@@ -324,7 +327,12 @@ class Reconciler:
             wanted = self._unsettled | {uuid.UUID(w) for w in observation.changed}
             rows = self.db.run(workloads.active, list(wanted)) if wanted else []
         previous = self._previous_statuses(rows, forget_others=full)
+        if full:
+            self._events_seen = {
+                r.id: self._events_seen[r.id] for r in rows if r.id in self._events_seen
+            }
         writes: list[StatusWrite] = []
+        cluster_events: list[workloads.ClusterEvents] = []
         unsettled = set(skip)
         for row in rows:
             if row.id in skip or (row.applied_generation == 0 and row.desired_phase != "Deleted"):
@@ -358,7 +366,16 @@ class Reconciler:
                 views, urls = stored.pod_list, stored.urls
             new_pods = views if views != stored.pod_list else None
             new_urls = urls if urls != stored.urls else None
-            if not status_changed(before, status) and new_pods is None and new_urls is None:
+            changed = status_changed(before, status)
+            # A full pass reads every workload: their events matter where something moved.
+            if observed.events and (
+                not full or changed or new_pods is not None or status.phase not in SETTLED
+            ):
+                seen = self._events_seen.setdefault(row.id, {})
+                fresh = changed_events(timeline_events(observed.events), seen)
+                if fresh:
+                    cluster_events.append(workloads.ClusterEvents(row.id, status.phase, fresh))
+            if not changed and new_pods is None and new_urls is None:
                 continue
             doc = status.to_dict()
             event = None
@@ -386,6 +403,11 @@ class Reconciler:
         if self.after_read is not None:
             self.after_read("status")
         written = self.db.run(workloads.write_statuses, writes, now=now)
+        if cluster_events:
+            self.db.run(workloads.store_cluster_events, cluster_events)
+            for item in cluster_events:
+                seen = self._events_seen.setdefault(item.workload_id, {})
+                seen.update((e["uid"], seen_key(e)) for e in item.events)
         report.status_updates = len(written)
         # A write that did not land (the row changed meanwhile) is looked at again next cycle.
         unsettled |= {w.id for w in writes} - written

@@ -77,6 +77,11 @@ class EventRow:
     phase: str
     reason: str
     message: str
+    source: str
+    count: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    involved_object: dict[str, Any] | None
 
 
 _COLUMNS = columns(WorkloadRow)
@@ -370,6 +375,43 @@ async def purge_idempotency_keys(conn: Conn) -> int:
         "DELETE FROM idempotency_keys WHERE created_at <= now() - interval '24 hours'"
     )
     return cursor.rowcount
+
+
+# --- the cluster's events ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterEvents:
+    """A workload's cluster events to store (app.reconciler.events rows), and its phase now."""
+
+    workload_id: uuid.UUID
+    phase: str
+    events: list[dict[str, Any]]
+
+
+# One row per Kubernetes event (by uid): an event that repeats updates its row.
+_STORE_CLUSTER_EVENTS = """
+    INSERT INTO workload_events AS e (workload_id, created_at, type, phase, reason, message,
+        source, uid, count, first_seen, last_seen, involved_object)
+    SELECT (w.value->>'workload_id')::uuid,
+           coalesce((x.value->>'first_seen')::timestamptz, now()),
+           x.value->>'type', w.value->>'phase', x.value->>'reason', x.value->>'message',
+           'kubernetes', x.value->>'uid', (x.value->>'count')::int,
+           (x.value->>'first_seen')::timestamptz, (x.value->>'last_seen')::timestamptz,
+           x.value->'involved_object'
+    FROM jsonb_array_elements(%(rows)s::jsonb) AS w,
+         jsonb_array_elements(w.value->'events') AS x
+    WHERE EXISTS (SELECT 1 FROM workloads WHERE id = (w.value->>'workload_id')::uuid)
+    ON CONFLICT (workload_id, uid) WHERE uid IS NOT NULL DO UPDATE SET
+        count = excluded.count, last_seen = excluded.last_seen, message = excluded.message
+"""
+
+
+async def store_cluster_events(conn: Conn, items: Sequence[ClusterEvents]) -> None:
+    rows = [
+        {"workload_id": str(i.workload_id), "phase": i.phase, "events": i.events} for i in items
+    ]
+    await conn.execute(_STORE_CLUSTER_EVENTS, {"rows": Jsonb(rows)})
 
 
 # The channel that wakes the reconciler: a trigger on workloads notifies it whenever the desired

@@ -229,6 +229,11 @@ async def list_workload_events(
                 phase=e.phase,
                 reason=e.reason,
                 message=e.message,
+                source=e.source,
+                count=e.count,
+                first_seen=e.first_seen,
+                last_seen=e.last_seen,
+                involved_object=e.involved_object,
             )
             for e in rows
         ],

@@ -183,13 +183,32 @@ class DryRun(ApiModel):
     manifests: list[dict[str, Any]]
 
 
+class InvolvedObject(ApiModel):
+    kind: str
+    name: str
+
+
 class WorkloadEvent(ApiModel):
     id: int
-    time: datetime
-    type: str
-    phase: Phase
+    time: datetime = Field(description="When it happened (first seen, for a cluster event).")
+    type: str = Field(
+        description="runplane: Submitted, PhaseChanged, Status, Cluster...; kubernetes: the "
+        "event's type, Normal or Warning."
+    )
+    phase: Phase = Field(description="The workload's phase when it was recorded.")
     reason: str
     message: str
+    source: Literal["runplane", "kubernetes"] = Field(
+        "runplane",
+        description="runplane: the workload's own transitions; kubernetes: the cluster's "
+        "events about its objects and pods (kept after the workload ends).",
+    )
+    count: int = Field(1, description="How many times the cluster reported it.")
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    involved_object: InvolvedObject | None = Field(
+        None, description="The object or pod a cluster event is about."
+    )
 
 
 class WorkloadEventPage(Page[WorkloadEvent]):

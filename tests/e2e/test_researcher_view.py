@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.e2e.test_simulated import OUTCOME, World
 
 
@@ -74,3 +76,65 @@ def test_a_notebook_shows_its_urls(world: World) -> None:
     assert by_type["LoadBalancer"]["port"] == 8080
     # A training has no URLs.
     assert world.get(world.submit("trainings", "t", {"image": "x"}))["urls"] == []
+
+
+def _events(world: World, wid: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = world.client.get(
+        f"/api/v1/workloads/{wid}/events", params={"limit": 500}
+    ).json()["items"]
+    return items
+
+
+def test_the_timeline_holds_the_cluster_events_beside_the_phases(world: World) -> None:
+    wid = world.submit("trainings", "t1", {"image": "pytorch:2"})
+    world.phases_until(wid, "Completed")
+    events = _events(world, wid)
+    assert [e["reason"] for e in events if e["source"] == "runplane"][:2] == [
+        "Submitted",
+        "Applied",
+    ]
+    cluster = [(e["type"], e["reason"]) for e in events if e["source"] == "kubernetes"]
+    for expected in [
+        ("Normal", "SuccessfulCreate"),
+        ("Normal", "Scheduled"),
+        ("Normal", "Pulling"),
+        ("Normal", "Started"),
+        ("Normal", "Completed"),
+    ]:
+        assert expected in cluster
+    started = next(e for e in events if e["reason"] == "Started")
+    assert started["involvedObject"]["kind"] == "Pod"
+    assert started["involvedObject"]["name"].startswith("t1-")
+    assert started["firstSeen"]
+    assert started["count"] == 1
+    # Each cluster event is stored once, however many cycles saw it.
+    world.cycle(5)
+    world.cycle(5)
+    assert len(_events(world, wid)) == len(events)
+
+
+def test_an_image_pull_failure_keeps_its_warnings_after_the_workload_fails(world: World) -> None:
+    wid = world.submit(
+        "trainings", "bad", {"image": "nope:1", "annotations": {OUTCOME: "image-pull-error"}}
+    )
+    world.phases_until(wid, "Failed", step=5)
+    warnings = [e for e in _events(world, wid) if e["type"] == "Warning"]
+    assert warnings
+    assert all(e["source"] == "kubernetes" for e in warnings)
+    assert any(e["reason"] == "Failed" and "nope:1" in e["message"] for e in warnings)
+    world.client.delete(f"/api/v1/workloads/{wid}")
+    for _ in range(3):
+        world.cycle(1)
+    assert world.phase(wid) == "Deleted"
+    assert any(e["reason"] == "Failed" for e in _events(world, wid) if e["type"] == "Warning")
+
+
+def test_a_crash_loop_counts_its_back_offs(world: World) -> None:
+    wid = world.submit("interactives", "c", {"image": "x", "annotations": {OUTCOME: "crash-loop"}})
+    world.phases_until(wid, "Degraded", limit=100)
+    for _ in range(10):
+        world.cycle(10)
+    (backoff,) = [e for e in _events(world, wid) if e["reason"] == "BackOff"]
+    assert backoff["type"] == "Warning"
+    assert backoff["count"] >= 2
+    assert backoff["lastSeen"] > backoff["firstSeen"]
