@@ -74,6 +74,8 @@ DECISIONS: Mapping[tuple[str, str], Decision] = {
     ("GET", _WORKLOAD + "/events"): _d("viewer", "resource", "read workloads"),
     ("GET", _WORKLOAD + "/manifests"): _d("viewer", "resource", "read workloads"),
     ("GET", _WORKLOAD + "/pods"): _d("viewer", "resource", "read workloads"),
+    ("GET", _WORKLOAD + "/logs"): _d("viewer", "resource", "read workloads"),
+    ("GET", _WORKLOAD + "/watch"): _d("viewer", "resource", "read workloads"),
     ("POST", _WORKLOAD + "/suspend"): _d("researcher", "resource", "suspend workloads"),
     ("POST", _WORKLOAD + "/resume"): _d("researcher", "resource", "resume workloads"),
     ("DELETE", _WORKLOAD): _d("researcher", "resource", "delete workloads"),

@@ -298,21 +298,8 @@ class KubernetesBackend:
 
         An explicit ``kubeconfig`` or ``context`` is used first.
         """
-        client: ApiClient | None = None
-        if kubeconfig is None and context is None:
-            configuration = Configuration()
-            try:
-                # Refreshes the projected service-account token, which expires.
-                load_incluster_config(  # type: ignore[no-untyped-call]
-                    client_configuration=configuration, try_refresh_token=True
-                )
-                client = ApiClient(configuration)
-            except ConfigException:
-                client = None
         backend = cls(
-            api_client=client,
-            kubeconfig=kubeconfig,
-            context=context,
+            api_client=environment_client(kubeconfig=kubeconfig, context=context),
             create_namespaces=create_namespaces,
             qps=qps,
             burst=burst,
@@ -792,6 +779,22 @@ class _Snapshot(Mapping[str, Observed]):
 
     def __len__(self) -> int:
         return len(self._index)
+
+
+def environment_client(*, kubeconfig: str | None = None, context: str | None = None) -> ApiClient:
+    """The service account's in-cluster config inside a pod, else kubeconfig (an explicit
+    ``kubeconfig`` or ``context`` first). Raises :class:`ClusterError` when there is neither."""
+    if kubeconfig is None and context is None:
+        configuration = Configuration()
+        try:
+            # Refreshes the projected service-account token, which expires.
+            load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration, try_refresh_token=True
+            )
+            return ApiClient(configuration)
+        except ConfigException:
+            pass
+    return _kubeconfig_client(kubeconfig, context)
 
 
 def _kubeconfig_client(kubeconfig: str | None, context: str | None) -> ApiClient:

@@ -57,7 +57,9 @@ from app.reconciler.pods import PodView, kept_views, pod_views
 from app.reconciler.status import WorkloadStatus, derive_status, status_changed
 from app.reconciler.urls import Url, workload_urls
 from app.rendering import stopped_form
+from app.workloads import logs
 from app.workloads import repository as workloads
+from app.workloads.logs import LogTail
 from app.workloads.repository import Event, OutboxRow, StatusWrite
 
 log = logging.getLogger("runplane.reconciler")
@@ -71,6 +73,8 @@ PURGE_EVERY = timedelta(minutes=10)
 # Phases that change only when the cluster does: a workload in any other phase is derived again
 # every cycle (time moves its status: a pull that is stuck for too long, a crash that ages).
 SETTLED = frozenset({"Running", "Completed", "Failed", "Stopped", "Deleted"})
+# A workload that reaches one of these keeps the last lines of its pods' logs.
+_FINISHED = frozenset({"Completed", "Failed"})
 # After a wake-up, wait this long for more changes to arrive, so that a burst makes one cycle.
 COALESCE_SECONDS = 0.05
 
@@ -131,6 +135,7 @@ class Reconciler:
         resync_seconds: float = 300.0,
         clock: Callable[[], datetime] = utcnow,
         after_read: Callable[[str], None] | None = None,
+        log_tail: LogTail | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
@@ -142,6 +147,9 @@ class Reconciler:
         # Tests: runs between a cycle's reads and its writes ("outbox", then "status"), to race
         # the API against them.
         self.after_read = after_read
+        # Reads the last lines of a finished workload's containers, kept so that they outlive
+        # the pods (None: keep none).
+        self.log_tail = log_tail
         self._statuses: dict[uuid.UUID, tuple[str, _Stored]] = {}
         # The cluster events written of each workload, as written (uid -> count, last, message).
         self._events_seen: dict[uuid.UUID, dict[str, Seen]] = {}
@@ -377,6 +385,21 @@ class Reconciler:
                     cluster_events.append(workloads.ClusterEvents(row.id, status.phase, fresh))
             if not changed and new_pods is None and new_urls is None:
                 continue
+            kept = None
+            if (
+                self.log_tail is not None
+                and status.phase in _FINISHED
+                and before.phase not in _FINISHED
+                and views
+            ):
+                kept = logs.history(
+                    self.log_tail,
+                    namespace=row.namespace,
+                    workload_id=row.id,
+                    workload_type=row.type,
+                    pods=views,
+                    now=now,
+                )
             doc = status.to_dict()
             event = None
             if status.phase != before.phase or status.message != before.message:
@@ -397,6 +420,7 @@ class Reconciler:
                     pods=doc["pods"],
                     pod_list=new_pods,
                     urls=new_urls,
+                    log_history=kept,
                     event=event,
                 )
             )
@@ -550,10 +574,15 @@ class Leadership:
 def run_reconciler(settings: Settings, stop: threading.Event) -> None:
     """The reconciler of a process (``runplane serve`` or ``runplane reconcile``) until ``stop``."""
     from app.cluster.factory import make_backend
+    from app.cluster.kubernetes import KubernetesBackend
+    from app.cluster.logs import PodLogs
 
     assert settings.database_url
     with BlockingDatabase(settings.database_url, size=2) as db:
         backend = make_backend(settings, db)
+        log_tail: LogTail = logs.simulated_tail
+        if isinstance(backend, KubernetesBackend):
+            log_tail = logs.kubernetes_tail(PodLogs(backend.api_client))
         try:
             Reconciler(
                 db=db,
@@ -562,6 +591,7 @@ def run_reconciler(settings: Settings, stop: threading.Event) -> None:
                 apply_retry_timeout=settings.apply_retry_timeout,
                 audit_retention_days=settings.audit_retention_days,
                 resync_seconds=settings.resync_seconds,
+                log_tail=log_tail,
             ).run(stop, interval=settings.reconcile_interval)
         finally:
             backend.close()

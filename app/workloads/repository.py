@@ -220,6 +220,59 @@ async def pod_list(conn: Conn, workload_id: uuid.UUID) -> list[dict[str, Any]]:
     return row[0] if row else []
 
 
+async def log_history(conn: Conn, workload_id: uuid.UUID) -> dict[str, Any]:
+    cursor = await conn.execute("SELECT log_history FROM workloads WHERE id = %s", (workload_id,))
+    row = await cursor.fetchone()
+    return row[0] if row else {}
+
+
+async def get_many(conn: Conn, ids: Sequence[uuid.UUID]) -> list[WorkloadRow]:
+    return await fetch_all(
+        conn, WorkloadRow, f"SELECT {_COLUMNS} FROM workloads WHERE id = ANY(%s)", (list(ids),)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """The filters of a workload list (and of its watch)."""
+
+    scope: list[str] | None
+    project: str | None
+    workload_type: str | None
+    phase: str | None
+    deleted: bool
+
+    def conditions(self) -> list[Any]:
+        return [
+            (in_scope("project"), {"scope": self.scope}),
+            ("deleted_at IS NOT NULL" if self.deleted else "deleted_at IS NULL", {}),
+            ("project = %(project)s", {"project": self.project}),
+            ("type = %(type)s", {"type": self.workload_type}),
+            ("phase = %(phase)s", {"phase": self.phase}),
+        ]
+
+    def wants(self, row: WorkloadRow) -> bool:
+        """The same conditions, on a row read already."""
+        return (
+            (self.scope is None or row.project in self.scope)
+            and (row.deleted_at is not None) == self.deleted
+            and self.project in (None, row.project)
+            and self.workload_type in (None, row.type)
+            and self.phase in (None, row.phase)
+        )
+
+
+async def changed_since(
+    conn: Conn, filters: ListFilter, *, since: datetime, limit: int
+) -> list[WorkloadRow]:
+    """The workloads written since ``since``, oldest change first (a watch that resumes)."""
+    condition, params = where(*filters.conditions(), ("updated_at > %(since)s", {"since": since}))
+    query = sql.SQL(
+        "SELECT {} FROM workloads WHERE {} ORDER BY updated_at, id LIMIT %(limit)s"
+    ).format(sql.SQL(_COLUMNS), condition)
+    return await fetch_all(conn, WorkloadRow, query, {**params, "limit": limit})
+
+
 async def list_page(
     conn: Conn,
     *,
@@ -233,12 +286,9 @@ async def list_page(
 ) -> list[WorkloadRow]:
     """Newest first. Each filter is in the statement only when given, so that the planner picks
     the index that serves it."""
+    filters = ListFilter(scope, project, workload_type, phase, deleted)
     condition, params = where(
-        (in_scope("project"), {"scope": scope}),
-        ("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL", {}),
-        ("project = %(project)s", {"project": project}),
-        ("type = %(type)s", {"type": workload_type}),
-        ("phase = %(phase)s", {"phase": phase}),
+        *filters.conditions(),
         before and ("(created_at, id) < (%(t)s, %(i)s)", {"t": before[0], "i": before[1]}),
     )
     query = sql.SQL(
@@ -417,6 +467,10 @@ async def store_cluster_events(conn: Conn, items: Sequence[ClusterEvents]) -> No
 # The channel that wakes the reconciler: a trigger on workloads notifies it whenever the desired
 # state changes (a submission, a suspend, resume or delete), when that transaction commits.
 OUTBOX_CHANNEL = "runplane_outbox"
+# The channel of workload changes (migration 0005): a trigger notifies it with the workload's id
+# whenever what a reader sees of it changes; API processes fan it out to their watchers
+# (app.workloads.changes).
+CHANGES_CHANNEL = "runplane_workload_changes"
 
 
 # --- the reconciler's reads and writes ------------------------------------------------------------
@@ -450,6 +504,7 @@ class ActiveRow:
     id: uuid.UUID
     xmin: str
     type: str
+    namespace: str
     desired_phase: str
     applied_generation: int
 
@@ -518,6 +573,7 @@ class StatusWrite:
     pods: dict[str, int] | None = None
     pod_list: list[dict[str, Any]] | None = None
     urls: list[dict[str, Any]] | None = None
+    log_history: dict[str, Any] | None = None
     event: Event | None = None
 
 
@@ -536,6 +592,7 @@ _WRITE_STATUS = f"""
             pods = coalesce(i.item->'pods', w.pods),
             pod_list = coalesce(i.item->'pod_list', w.pod_list),
             urls = coalesce(i.item->'urls', w.urls),
+            log_history = coalesce(i.item->'log_history', w.log_history),
             phase_updated_at = CASE WHEN coalesce(i.item->>'phase', w.phase) <> w.phase
                                     THEN %(now)s ELSE w.phase_updated_at END,
             updated_at = now()
