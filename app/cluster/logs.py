@@ -9,6 +9,7 @@ wakes the thread still waiting in a followed read, so that nothing is left behin
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,8 @@ from kubernetes.client.exceptions import ApiException
 from app.cluster.backend import ClusterError, ClusterUnreachable
 
 CHUNK_BYTES = 64 * 1024
+# What reading logs needs beyond the backend's REQUIRED_PERMISSIONS (deploy/rbac.yaml grants it).
+LOG_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset({("", "pods/log", "get")})
 FOLLOW_SILENCE_SECONDS = 24 * 3600.0
 
 
@@ -123,7 +126,9 @@ async def _chunks(response: Any) -> AsyncIterator[bytes]:
     except (urllib3.exceptions.HTTPError, OSError):
         return  # the connection ended under a followed read: the log ends here
     finally:
-        response.shutdown()
+        # Read to its end, the connection went back to the pool by itself; otherwise close it.
+        with contextlib.suppress(RuntimeError):
+            response.shutdown()
         response.release_conn()
 
 

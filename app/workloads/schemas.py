@@ -93,7 +93,9 @@ class WorkloadUrl(ApiModel):
     url: str | None = Field(description="`<scheme>://<host>:<port>` when the host is known.")
 
 
-class ContainerState(ApiModel):
+class ContainerRun(ApiModel):
+    """A run of a container: its state, and how it ended."""
+
     state: Literal["waiting", "running", "terminated"]
     reason: str | None = Field(None, description="e.g. ErrImagePull, CrashLoopBackOff, OOMKilled.")
     message: str | None = None
@@ -103,12 +105,12 @@ class ContainerState(ApiModel):
     finished_at: datetime | None = None
 
 
-class Container(ContainerState):
+class Container(ContainerRun):
     name: str
     image: str
     ready: bool
     restarts: int
-    last_state: ContainerState | None = Field(
+    last_state: ContainerRun | None = Field(
         None, description="The previous run's end, e.g. the crash of a crash-looping container."
     )
 

@@ -37,6 +37,7 @@ from app.cluster.kubernetes import (
     TokenBucket,
     required_permissions,
 )
+from app.cluster.logs import LOG_PERMISSIONS
 from app.domain import kinds
 from app.domain.kinds import MANAGED
 from app.domain.labels import MANAGED_SELECTOR
@@ -840,7 +841,9 @@ def cluster_role_permissions(path: Path) -> dict[str, set[Permission]]:
 
 
 def test_the_cluster_role_grants_exactly_the_required_permissions() -> None:
-    assert cluster_role_permissions(DEPLOY / "rbac.yaml") == {"runplane": set(REQUIRED_PERMISSIONS)}
+    assert cluster_role_permissions(DEPLOY / "rbac.yaml") == {
+        "runplane": set(REQUIRED_PERMISSIONS | LOG_PERMISSIONS)
+    }
     assert cluster_role_permissions(DEPLOY / "rbac-namespaces.yaml") == {
         "runplane-namespaces": set(NAMESPACE_PERMISSIONS)
     }
