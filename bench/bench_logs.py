@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -175,7 +174,8 @@ def run(port: int, url: str, pid: int, megabytes: int) -> None:
         done.set()
         sampler.join()
     print(
-        f"followed log: {received / 1e6:.0f} MB in {seconds:.1f} s ({received / 1e6 / seconds:.0f} MB/s)"
+        f"followed log: {received / 1e6:.0f} MB in {seconds:.1f} s "
+        f"({received / 1e6 / seconds:.0f} MB/s)"
     )
     print(
         f"API process RSS: {before / 1024:.1f} MiB before; during the stream "
