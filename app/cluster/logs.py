@@ -115,20 +115,25 @@ class PodLogs:
 
 async def _chunks(response: Any) -> AsyncIterator[bytes]:
     chunks = response.stream(CHUNK_BYTES, decode_content=True)
+    ended = False
     try:
         while True:
             # Abandoned on cancellation: the shutdown below wakes the thread.
             chunk = await anyio.to_thread.run_sync(next, chunks, None, abandon_on_cancel=True)
             if chunk is None:
+                ended = True
                 return
             if chunk:
                 yield chunk
     except (urllib3.exceptions.HTTPError, OSError):
         return  # the connection ended under a followed read: the log ends here
     finally:
-        # Read to its end, the connection went back to the pool by itself; otherwise close it.
-        with contextlib.suppress(RuntimeError):
-            response.shutdown()
+        if not ended:
+            # Stopped early (the client went away, the byte limit): wake the thread blocked in a
+            # read, and close the connection, or the API server would stream on into the pool.
+            with contextlib.suppress(RuntimeError, ValueError):
+                response.shutdown()
+            response.close()
         response.release_conn()
 
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from app.cluster import simulated_logs
 from app.cluster.backend import ClusterError
@@ -222,58 +222,43 @@ def simulated_open(
 # --- the history kept when a workload finishes -------------------------------------------------
 
 
-class LogTail(Protocol):
-    """The last ``lines`` lines (with their timestamps) of a pod's container."""
+@dataclass(frozen=True, slots=True)
+class TailRequest:
+    """The last ``lines`` lines (with their timestamps) of a pod's container, wanted ``now``."""
 
-    def __call__(
-        self,
-        *,
-        namespace: str,
-        workload_id: uuid.UUID,
-        workload_type: str,
-        pod: PodView,
-        container: str,
-        lines: int,
-        now: datetime,
-    ) -> list[str]: ...
+    namespace: str
+    workload_id: uuid.UUID
+    workload_type: str
+    pod: PodView
+    container: str
+    lines: int
+    now: datetime
 
 
-def simulated_tail(
-    *,
-    namespace: str,
-    workload_id: uuid.UUID,
-    workload_type: str,
-    pod: PodView,
-    container: str,
-    lines: int,
-    now: datetime,
-) -> list[str]:
+LogTail = Callable[[TailRequest], list[str]]
+
+
+def simulated_tail(request: TailRequest) -> list[str]:
     found = simulated_lines(
-        workload_id=workload_id,
-        workload_type=workload_type,
-        pod=pod,
-        container=container,
+        workload_id=request.workload_id,
+        workload_type=request.workload_type,
+        pod=request.pod,
+        container=request.container,
         previous=False,
-        now=now,
-        last=lines,
+        now=request.now,
+        last=request.lines,
     )
     return found[0] if found else []
 
 
 def kubernetes_tail(pod_logs: PodLogs) -> LogTail:
-    def tail(
-        *,
-        namespace: str,
-        workload_id: uuid.UUID,
-        workload_type: str,
-        pod: PodView,
-        container: str,
-        lines: int,
-        now: datetime,
-    ) -> list[str]:
+    def tail(request: TailRequest) -> list[str]:
         try:
             return pod_logs.tail(
-                namespace=namespace, pod=pod["name"], container=container, lines=lines
+                namespace=request.namespace,
+                pod=request.pod["name"],
+                container=request.container,
+                lines=request.lines,
             )
         except ClusterError:
             return []  # the cluster is away: what it had is lost with the pods
@@ -294,13 +279,15 @@ def history(
     return {
         pod["name"]: {
             c["name"]: tail(
-                namespace=namespace,
-                workload_id=workload_id,
-                workload_type=workload_type,
-                pod=pod,
-                container=c["name"],
-                lines=HISTORY_LINES,
-                now=now,
+                TailRequest(
+                    namespace=namespace,
+                    workload_id=workload_id,
+                    workload_type=workload_type,
+                    pod=pod,
+                    container=c["name"],
+                    lines=HISTORY_LINES,
+                    now=now,
+                )
             )
             for c in pod.get("containers") or ()
         }
