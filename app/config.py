@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # stuck terminating) is retried, backing off, before its workload fails with the reason.
     apply_retry_timeout: float = Field(default=600.0, gt=0)
 
+    # Server-Sent Events (workload watches): a comment line this often keeps idle streams open.
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+
     # The simulated cluster: NODESxGPUS, and how long pods take to start and to run.
     sim_nodes: str = Field(default="4x8", pattern=r"^\s*\d+\s*[xX]\s*\d+\s*$")
     sim_start_seconds: float = Field(default=5.0, ge=0)

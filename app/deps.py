@@ -15,9 +15,11 @@ from app.auth import access
 from app.auth.authn import CredentialRejected, authenticate, bearer
 from app.auth.principal import Principal
 from app.auth.ratelimit import RateLimiter
+from app.cluster.backend import ClusterError
+from app.cluster.logs import PodLogs
 from app.config import Settings
 from app.db import Conn, Database
-from app.errors import ValidationFailed
+from app.errors import Unavailable, ValidationFailed
 from app.observability import route_template
 from app.projects import service as projects
 from app.projects.repository import ProjectRow
@@ -31,6 +33,22 @@ from app.workloads.repository import WorkloadRow
 def database_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+def pod_logs_of(request: Request) -> PodLogs | None:
+    """The kubernetes backend's pod log reader of this process (None: the simulated cluster),
+    made on first use."""
+    if settings_of(request).cluster != "kubernetes":
+        return None
+    logs: PodLogs | None = getattr(request.app.state, "pod_logs", None)
+    if logs is None:
+        from app.cluster.kubernetes import environment_client
+
+        try:
+            logs = request.app.state.pod_logs = PodLogs(environment_client())
+        except ClusterError as exc:
+            raise Unavailable(str(exc)) from exc
+    return logs
 
 
 def settings_of(request: Request) -> Settings:

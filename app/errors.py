@@ -65,6 +65,12 @@ class ValidationFailed(AppError):
     status, title, slug = 422, "Validation failed", "validation-failed"
 
 
+class Unavailable(AppError):
+    """A dependency (the cluster's API server) cannot answer now."""
+
+    status, title, slug = 503, "Service unavailable", "service-unavailable"
+
+
 class PolicyViolation(ValidationFailed):
     title, slug = "Policy violation", "policy-violation"
 

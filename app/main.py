@@ -32,6 +32,7 @@ from app.policies.router import router as policies_router
 from app.problems import install_error_handlers, problem_response
 from app.projects.router import router as projects_router
 from app.schemas import Problem
+from app.workloads.changes import ChangeFeed
 from app.workloads.router import router as workloads_router
 
 log = logging.getLogger("runplane")
@@ -88,6 +89,9 @@ def create_app(
         stop.set()
         if thread is not None:
             thread.join(timeout=30)
+        changes: ChangeFeed | None = getattr(app.state, "changes", None)
+        if changes is not None:
+            await changes.close()
         if db is not None:
             await db.close()
 
@@ -107,6 +111,7 @@ def create_app(
             size=settings.database_pool_size,
             timeout=settings.database_pool_timeout,
         )
+        app.state.changes = ChangeFeed(app.state.db)
     app.state.credentials = CredentialCache(settings.credential_cache_seconds)
 
     app.state.oidc = OidcVerifier.from_settings(settings)

@@ -57,10 +57,12 @@ class ObjectRef:
 
 @dataclass
 class Observed:
-    """One workload's objects (with status, as the API server shows them) and its pods."""
+    """One workload's objects (with status, as the API server shows them), its pods, and the
+    cluster's events about them."""
 
     objects: list[Manifest] = field(default_factory=list)
     pods: list[Manifest] = field(default_factory=list)
+    events: list[Manifest] = field(default_factory=list)
 
 
 @dataclass

@@ -62,6 +62,7 @@ class Informer:
         backoff_max: float = 10,
         selector: str | None = None,
         recheck_missing: float = 30,
+        keep: Callable[[Manifest], bool] | None = None,
     ) -> None:
         self.name = name
         self._lister = lister
@@ -73,6 +74,9 @@ class Informer:
         self.backoff_max = backoff_max
         self.selector = selector
         self.recheck_missing = recheck_missing
+        # Objects a selector cannot tell apart (Events carry no labels) are filtered here, so
+        # that the cache holds only what its reader wants.
+        self._keep = keep
         self.objects: dict[Key, Manifest] = {}
         self.resource_version: str | None = None
         self.lists = 0  # how many times it listed (the first time, and after every failure)
@@ -146,7 +150,8 @@ class Informer:
         self._replace(items, version)
 
     def _replace(self, items: list[Manifest], version: str | None) -> None:
-        fresh = {_key(item): item for item in items}
+        keep = self._keep
+        fresh = {_key(item): item for item in items if keep is None or keep(item)}
         with self._lock:
             before = self.objects
             self.objects = fresh
@@ -199,6 +204,13 @@ class Informer:
             self.resource_version = version or self.resource_version
             return
         key = _key(obj)
+        if self._keep is not None and kind in ("ADDED", "MODIFIED") and not self._keep(obj):
+            with self._lock:  # not (or no longer) of interest: as good as gone
+                dropped = self.objects.pop(key, None)
+                self.resource_version = version or self.resource_version
+            if dropped is not None:
+                self._on_change(dropped, None)
+            return
         with self._lock:
             old = self.objects.get(key)
             if kind == "DELETED":

@@ -69,6 +69,8 @@ def _object_path(kind: Kind, namespace: str | None, name: str) -> str:
 # carry the workload labels from the pod templates). An unknown kind is refused before any call,
 # so that no permission outside REQUIRED_PERMISSIONS is ever needed.
 OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*kinds.MANAGED, kinds.POD)
+# And what it watches besides: the events of those objects and pods, one informer more.
+WATCHED_KINDS: Final[tuple[Kind, ...]] = (*OBSERVED_KINDS, kinds.EVENT)
 
 # Server-side apply needs "patch", and also "create" when the object does not exist yet (the API
 # server authorizes that create separately). observe() needs "list" (it never watches or gets);
@@ -77,7 +79,7 @@ OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*kinds.MANAGED, kinds.POD)
 Permission = tuple[str, str, str]  # (API group, resource, verb)
 REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
     {(k.group, k.plural, verb) for k in kinds.MANAGED for verb in ("create", "patch", "delete")}
-    | {(k.group, k.plural, "list") for k in OBSERVED_KINDS}
+    | {(k.group, k.plural, "list") for k in WATCHED_KINDS}
 )
 # Only with create_namespaces=True: a POST that tolerates 409, so no "get" is needed either.
 NAMESPACE_PERMISSIONS: Final[frozenset[Permission]] = frozenset({("", "namespaces", "create")})
@@ -272,6 +274,13 @@ class KubernetesBackend:
         self._lists_seen = 0
         self._observed = False
         self._wake: Callable[[], None] | None = None
+        # The cluster's events, by workload: an event names the object it is about, so each
+        # object's and pod's workload is remembered (by kind, namespace, name), and the events
+        # informer keeps only the namespaces Runplane's objects live in (events carry no labels).
+        self._owners: dict[tuple[str, str, str], str] = {}
+        self._event_namespaces: set[str] = set()
+        self._events: dict[str, dict[tuple[str, str], Manifest]] = {}
+        self._unowned: dict[tuple[str, str], Manifest] = {}
 
     @classmethod
     def from_environment(
@@ -289,21 +298,8 @@ class KubernetesBackend:
 
         An explicit ``kubeconfig`` or ``context`` is used first.
         """
-        client: ApiClient | None = None
-        if kubeconfig is None and context is None:
-            configuration = Configuration()
-            try:
-                # Refreshes the projected service-account token, which expires.
-                load_incluster_config(  # type: ignore[no-untyped-call]
-                    client_configuration=configuration, try_refresh_token=True
-                )
-                client = ApiClient(configuration)
-            except ConfigException:
-                client = None
         backend = cls(
-            api_client=client,
-            kubeconfig=kubeconfig,
-            context=context,
+            api_client=environment_client(kubeconfig=kubeconfig, context=context),
             create_namespaces=create_namespaces,
             qps=qps,
             burst=burst,
@@ -332,6 +328,7 @@ class KubernetesBackend:
                 raise KindNotInstalled(kind)
         if self.create_namespaces:
             self._ensure_namespace(namespace)
+        self._event_namespaces.add(namespace)
         for kind, manifest in zip(kinds, manifests, strict=True):
             self._apply_one(kind, namespace, manifest)
 
@@ -368,24 +365,29 @@ class KubernetesBackend:
         be stale (its watch failed and it has not listed again yet)."""
         self._start()
         deadline = self._clock() + self.sync_timeout
-        for informer in self._informers.values():
+        # Events only inform: a cache of them that lags (or is forbidden) holds up nothing.
+        watched = [i for k, i in self._informers.items() if k is not kinds.EVENT]
+        for informer in watched:
             informer.wait_synced(max(0.0, deadline - self._clock()))
-        stale = {i.name: i.stale for i in self._informers.values() if i.stale}
+        stale = {i.name: i.stale for i in watched if i.stale}
         if stale:
             names = ", ".join(sorted(stale))
             raise ClusterUnreachable(
                 f"the watched cache of {names} does not follow the API server: "
                 f"{next(iter(stale.values()))}"
             )
+        self._start_events()
         with self._index_lock:
+            self._adopt_events()
             index = dict(self._index)
+            events = dict(self._events)
             changed = self._changed
             self._changed = set()
         lists = sum(i.lists for i in self._informers.values())
         calls, self._lists_seen = lists - self._lists_seen, lists
         first, self._observed = not self._observed, True
         return Observation(
-            workloads=_Snapshot(index),
+            workloads=_Snapshot(index, events),
             list_calls=calls,
             changed=None if first else frozenset(changed),
         )
@@ -415,6 +417,66 @@ class KubernetesBackend:
             )
         run_all(self._informers.values(), self._stop)
 
+    def _start_events(self) -> None:
+        """Watch the cluster's events once the managed objects are cached: their namespaces are
+        what the events informer keeps."""
+        if kinds.EVENT in self._informers:
+            return
+        informer = self._informers[kinds.EVENT] = Informer(
+            kinds.EVENT.plural,
+            lister=functools.partial(self._list, kinds.EVENT, selector=None),
+            watch_func=self._watch_func(kinds.EVENT),
+            on_change=self._changed_event,
+            watch_seconds=self.watch_seconds,
+            stall_seconds=self.stall_seconds,
+            recheck_missing=self.missing_kind_ttl,
+            keep=lambda event: _namespace(event) in self._event_namespaces,
+        )
+        run_all([informer], self._stop)
+        informer.wait_synced(self.sync_timeout)
+
+    def _event_owner(self, event: Manifest) -> str | None:
+        """The workload an event is about, if its object is one of a workload's (a Deployment's
+        ReplicaSet counts as the Deployment: it reports the pods it cannot create)."""
+        involved = event.get("involvedObject") or {}
+        kind, name = str(involved.get("kind") or ""), str(involved.get("name") or "")
+        namespace = str(involved.get("namespace") or _namespace(event))
+        owner = self._owners.get((kind, namespace, name))
+        if owner is None and kind == "ReplicaSet":
+            owner = self._owners.get(("Deployment", namespace, name.rpartition("-")[0]))
+        return owner
+
+    def _changed_event(self, before: Manifest | None, after: Manifest | None) -> None:
+        """Keep the events by workload (in the informer's thread)."""
+        event = after or before
+        assert event is not None
+        key = (_namespace(event), str((event.get("metadata") or {}).get("name") or ""))
+        with self._index_lock:
+            self._unowned.pop(key, None)
+            owner = self._event_owner(event)
+            if owner is None:
+                if after is not None:  # its object may not be cached yet: try again later
+                    self._unowned[key] = after
+                return
+            events = dict(self._events.get(owner) or {})
+            if after is None:
+                events.pop(key, None)
+            else:
+                events[key] = after
+            self._events[owner] = events
+            self._changed.add(owner)
+        if self._wake is not None:
+            self._wake()
+
+    def _adopt_events(self) -> None:
+        """File the events that arrived before their object (called under the index lock)."""
+        for key, event in list(self._unowned.items()):
+            owner = self._event_owner(event)
+            if owner is not None:
+                del self._unowned[key]
+                self._events[owner] = {**(self._events.get(owner) or {}), key: event}
+                self._changed.add(owner)
+
     def _changed_object(self, kind: Kind, before: Manifest | None, after: Manifest | None) -> None:
         """Keep the by-workload index in step with an informer (in the informer's thread)."""
         ids = {_workload_of(before), _workload_of(after)} - {None}
@@ -428,6 +490,11 @@ class KubernetesBackend:
                         continue
                     meta = obj.get("metadata") or {}
                     name = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+                    if present:
+                        self._owners[(kind.kind, *name)] = workload_id
+                        self._event_namespaces.add(name[0])
+                    else:
+                        self._owners.pop((kind.kind, *name), None)
                     if kind is kinds.POD:
                         if present:
                             pods[name] = obj
@@ -443,6 +510,7 @@ class KubernetesBackend:
                     self._index[workload_id] = (objects, pods)
                 else:
                     self._index.pop(workload_id, None)
+                    self._events.pop(workload_id, None)
                 self._changed.add(workload_id)
         if self._wake is not None:
             self._wake()
@@ -456,6 +524,7 @@ class KubernetesBackend:
             found: Callable[..., Any] = {
                 "pods": core.list_pod_for_all_namespaces,
                 "services": core.list_service_for_all_namespaces,
+                "events": core.list_event_for_all_namespaces,
             }[kind.plural]
             return found
         group, version = kind.api_version.split("/")
@@ -546,7 +615,9 @@ class KubernetesBackend:
 
     # --- observe --------------------------------------------------------------------------------
 
-    def _list(self, kind: Kind) -> tuple[list[Manifest], str]:
+    def _list(
+        self, kind: Kind, *, selector: str | None = MANAGED_SELECTOR
+    ) -> tuple[list[Manifest], str]:
         """Every managed object of a kind across namespaces, page by page, and the list's
         resourceVersion (to watch from). Raises :class:`NotServed` for a kind the cluster does
         not serve. A continue token that expired (410: the snapshot was compacted away)
@@ -558,7 +629,9 @@ class KubernetesBackend:
             items: list[Manifest] = []
             token: str | None = None
             while True:
-                query = [("labelSelector", MANAGED_SELECTOR), ("limit", str(self.page_size))]
+                query = [("limit", str(self.page_size))]
+                if selector:
+                    query.append(("labelSelector", selector))
                 if token:
                     query.append(("continue", token))
                 status, data = self._call("GET", _collection_path(kind), query=query, what=what)
@@ -678,22 +751,50 @@ def _workload_of(obj: Mapping[str, Any] | None) -> str | None:
     return str(workload_id) if workload_id else None
 
 
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "")
+
+
 class _Snapshot(Mapping[str, Observed]):
     """The cache as it was when observed, by workload id; each :class:`Observed` is made when it
     is looked at, so that a cycle pays only for the workloads it reads."""
 
-    def __init__(self, index: dict[str, _Entry]) -> None:
+    def __init__(
+        self,
+        index: dict[str, _Entry],
+        events: Mapping[str, Mapping[tuple[str, str], Manifest]] | None = None,
+    ) -> None:
         self._index = index
+        self._events = events or {}
 
     def __getitem__(self, workload_id: str) -> Observed:
         objects, pods = self._index[workload_id]
-        return Observed(objects=list(objects.values()), pods=list(pods.values()))
+        events = self._events.get(workload_id) or {}
+        return Observed(
+            objects=list(objects.values()), pods=list(pods.values()), events=list(events.values())
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)
 
     def __len__(self) -> int:
         return len(self._index)
+
+
+def environment_client(*, kubeconfig: str | None = None, context: str | None = None) -> ApiClient:
+    """The service account's in-cluster config inside a pod, else kubeconfig (an explicit
+    ``kubeconfig`` or ``context`` first). Raises :class:`ClusterError` when there is neither."""
+    if kubeconfig is None and context is None:
+        configuration = Configuration()
+        try:
+            # Refreshes the projected service-account token, which expires.
+            load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration, try_refresh_token=True
+            )
+            return ApiClient(configuration)
+        except ConfigException:
+            pass
+    return _kubeconfig_client(kubeconfig, context)
 
 
 def _kubeconfig_client(kubeconfig: str | None, context: str | None) -> ApiClient:

@@ -8,7 +8,7 @@ workload at once, so status derivation runs end to end without a cluster.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,15 @@ from app.cluster.backend import (
     Observation,
     Observed,
 )
-from app.cluster.simulation import ClusterShape, SimCache, SimInput, Timing, simulate
+from app.cluster.simulated_events import cluster_events
+from app.cluster.simulation import (
+    ClusterShape,
+    SimCache,
+    SimInput,
+    SimResult,
+    Timing,
+    simulate,
+)
 from app.db import BlockingDatabase, Conn
 from app.rendering import is_stopped
 from app.rendering.validation import validate_manifests
@@ -110,6 +118,24 @@ async def _pin(conn: Conn, placed: list[tuple[uuid.UUID, datetime | None]]) -> N
     )
 
 
+class _Results(Mapping[str, Observed]):
+    """The simulation's results by workload id; each workload's events are made only when a
+    cycle reads it."""
+
+    def __init__(self, results: dict[str, SimResult]) -> None:
+        self._results = results
+
+    def __getitem__(self, workload_id: str) -> Observed:
+        r = self._results[workload_id]
+        return Observed(objects=r.objects, pods=r.pods, events=cluster_events(r.objects, r.pods))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+
 # --- the backend --------------------------------------------------------------------------------
 
 
@@ -181,10 +207,7 @@ class SimulatedBackend:
         ]
         if placed:
             self.db.run(_pin, placed=placed)
-        return Observation(
-            workloads={r.key: Observed(objects=r.objects, pods=r.pods) for r in results},
-            list_calls=1,
-        )
+        return Observation(workloads=_Results({r.key: r for r in results}), list_calls=1)
 
     def _load_manifests(self, rows: Sequence[_Placed]) -> dict[uuid.UUID, list[Manifest]]:
         cached = self._manifests

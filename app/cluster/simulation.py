@@ -1356,8 +1356,22 @@ def _observe_service(plan: _Plan, obj: dict[str, Any]) -> None:
     if "clusterIP" not in spec:  # the API server allocates one (headless ones say "None")
         digest = _digest(plan.key, "Service", str(obj["metadata"].get("name")))
         ip = f"10.96.{digest[0]}.{digest[1] % 254 + 1}"
-        obj["spec"] = {**spec, "clusterIP": ip, "clusterIPs": [ip]}
-    obj["status"] = {"loadBalancer": {}}
+        obj["spec"] = spec = {**spec, "clusterIP": ip, "clusterIPs": [ip]}
+    service_type = spec.get("type")
+    if service_type in ("NodePort", "LoadBalancer"):
+        # The API server allocates each port a node port from 30000-32767.
+        ports = []
+        for port in spec.get("ports") or ():
+            if "nodePort" not in port:
+                digest = _digest(plan.key, "nodePort", str(port.get("name") or port.get("port")))
+                port = {**port, "nodePort": 30000 + int.from_bytes(digest[:2]) % 2768}
+            ports.append(port)
+        obj["spec"] = {**spec, "ports": ports}
+    balancer: dict[str, Any] = {}
+    if service_type == "LoadBalancer":  # the cloud's controller assigns an address
+        digest = _digest(plan.key, "LoadBalancer", str(obj["metadata"].get("name")))
+        balancer["ingress"] = [{"ip": f"203.0.113.{digest[0] % 254 + 1}", "ipMode": "VIP"}]
+    obj["status"] = {"loadBalancer": balancer}
 
 
 def _observe(

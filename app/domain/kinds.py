@@ -53,6 +53,8 @@ class Kind:
 SERVICE = Kind("v1", "Service", "services")
 POD = Kind("v1", "Pod", "pods")
 NAMESPACE = Kind("v1", "Namespace", "namespaces", namespaced=False)
+# The cluster's events about a workload's objects and pods: read, never written.
+EVENT = Kind("v1", "Event", "events")
 STATEFULSET = Kind("apps/v1", "StatefulSet", "statefulsets", owner_rank=2, stop="replicas")
 DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments", owner_rank=3, stop="replicas")
 JOB = Kind("batch/v1", "Job", "jobs", owner_rank=1, finite=True, stop="suspend")

@@ -79,6 +79,16 @@ class Workload(IdMixin, TimestampMixin, Base):
     )
     conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
     pods: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'"))
+    # Each pod as the API shows it (app.reconciler.pods); a finished workload keeps its pods'
+    # final states after they are gone.
+    pod_list: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    # Where to reach it (app.reconciler.urls), as observed.
+    urls: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    # The last lines of each pod's containers' logs, kept when the workload finishes:
+    # {pod: {container: [line, ...]}}.
+    log_history: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'"), deferred=True
+    )
     # The outbox: desired state changes bump `generation`; the reconciler brings the cluster to
     # it and records `applied_generation`. A workload committed while the cluster is away is
     # applied when it returns.
@@ -89,7 +99,17 @@ class Workload(IdMixin, TimestampMixin, Base):
 
 class WorkloadEvent(Base):
     __tablename__ = "workload_events"
-    __table_args__ = (Index("ix_workload_events_workload", "workload_id", "id"),)
+    __table_args__ = (
+        Index("ix_workload_events_workload", "workload_id", "id"),
+        # A Kubernetes event is stored once and updated as it repeats (its count grows).
+        Index(
+            "uq_workload_events_uid",
+            "workload_id",
+            "uid",
+            unique=True,
+            postgresql_where=text("uid IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     workload_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
@@ -98,3 +118,11 @@ class WorkloadEvent(Base):
     phase: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(128), server_default="")
     message: Mapped[str] = mapped_column(Text, server_default="")
+    # runplane (phase transitions, lifecycle) or kubernetes (the cluster's events, whose
+    # ``type`` is Normal or Warning).
+    source: Mapped[str] = mapped_column(String(16), server_default="runplane")
+    uid: Mapped[str | None] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer, server_default="1")
+    first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    involved_object: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -52,9 +52,14 @@ from app.config import Settings
 from app.db import BlockingDatabase, conninfo
 from app.domain.phases import DesiredPhase
 from app.observability import IS_LEADER, ORPHAN_OBJECTS, RECONCILE_CYCLES, RECONCILE_DURATION
+from app.reconciler.events import Seen, changed_events, seen_key, timeline_events
+from app.reconciler.pods import PodView, kept_views, pod_views
 from app.reconciler.status import WorkloadStatus, derive_status, status_changed
+from app.reconciler.urls import Url, workload_urls
 from app.rendering import stopped_form
+from app.workloads import logs
 from app.workloads import repository as workloads
+from app.workloads.logs import LogTail
 from app.workloads.repository import Event, OutboxRow, StatusWrite
 
 log = logging.getLogger("runplane.reconciler")
@@ -68,6 +73,8 @@ PURGE_EVERY = timedelta(minutes=10)
 # Phases that change only when the cluster does: a workload in any other phase is derived again
 # every cycle (time moves its status: a pull that is stuck for too long, a crash that ages).
 SETTLED = frozenset({"Running", "Completed", "Failed", "Stopped", "Deleted"})
+# A workload that reaches one of these keeps the last lines of its pods' logs.
+_FINISHED = frozenset({"Completed", "Failed"})
 # After a wake-up, wait this long for more changes to arrive, so that a burst makes one cycle.
 COALESCE_SECONDS = 0.05
 
@@ -96,6 +103,15 @@ class _Retrying:
     next_at: datetime = field(default_factory=utcnow)
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What a workload shows now, as stored: its status, pods and URLs."""
+
+    status: WorkloadStatus
+    pod_list: list[PodView]
+    urls: list[Url]
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """What happened to one outbox entry."""
@@ -119,6 +135,7 @@ class Reconciler:
         resync_seconds: float = 300.0,
         clock: Callable[[], datetime] = utcnow,
         after_read: Callable[[str], None] | None = None,
+        log_tail: LogTail | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
@@ -130,7 +147,12 @@ class Reconciler:
         # Tests: runs between a cycle's reads and its writes ("outbox", then "status"), to race
         # the API against them.
         self.after_read = after_read
-        self._statuses: dict[uuid.UUID, tuple[str, WorkloadStatus]] = {}
+        # Reads the last lines of a finished workload's containers, kept so that they outlive
+        # the pods (None: keep none).
+        self.log_tail = log_tail
+        self._statuses: dict[uuid.UUID, tuple[str, _Stored]] = {}
+        # The cluster events written of each workload, as written (uid -> count, last, message).
+        self._events_seen: dict[uuid.UUID, dict[str, Seen]] = {}
         self._retrying: dict[uuid.UUID, _Retrying] = {}
         self._purged_at: datetime | None = None
         # Workloads to derive next cycle whatever the cluster says: still on their way
@@ -313,13 +335,19 @@ class Reconciler:
             wanted = self._unsettled | {uuid.UUID(w) for w in observation.changed}
             rows = self.db.run(workloads.active, list(wanted)) if wanted else []
         previous = self._previous_statuses(rows, forget_others=full)
+        if full:
+            self._events_seen = {
+                r.id: self._events_seen[r.id] for r in rows if r.id in self._events_seen
+            }
         writes: list[StatusWrite] = []
+        cluster_events: list[workloads.ClusterEvents] = []
         unsettled = set(skip)
         for row in rows:
             if row.id in skip or (row.applied_generation == 0 and row.desired_phase != "Deleted"):
                 unsettled.add(row.id)
                 continue  # not in the cluster yet, or applied this cycle: observed next cycle
-            before = previous[row.id]
+            stored = previous[row.id]
+            before = stored.status
             observed = observation.of(str(row.id))
             if before.phase == "Failed" and row.desired_phase != "Deleted":
                 if not observed.objects and not observed.pods:
@@ -337,8 +365,41 @@ class Reconciler:
             )
             if status.phase not in SETTLED or row.desired_phase == "Deleted":
                 unsettled.add(row.id)
-            if not status_changed(before, status):
+            if cluster_error is None:
+                views = kept_views(
+                    previous=stored.pod_list, observed=pod_views(observed.pods), phase=status.phase
+                )
+                urls = workload_urls(row.type, observed.objects)
+            else:  # nothing was observed: what was seen last is the best there is
+                views, urls = stored.pod_list, stored.urls
+            new_pods = views if views != stored.pod_list else None
+            new_urls = urls if urls != stored.urls else None
+            changed = status_changed(before, status)
+            # A full pass reads every workload: their events matter where something moved.
+            if observed.events and (
+                not full or changed or new_pods is not None or status.phase not in SETTLED
+            ):
+                seen = self._events_seen.setdefault(row.id, {})
+                fresh = changed_events(timeline_events(observed.events), seen)
+                if fresh:
+                    cluster_events.append(workloads.ClusterEvents(row.id, status.phase, fresh))
+            if not changed and new_pods is None and new_urls is None:
                 continue
+            kept = None
+            if (
+                self.log_tail is not None
+                and status.phase in _FINISHED
+                and before.phase not in _FINISHED
+                and views
+            ):
+                kept = logs.history(
+                    self.log_tail,
+                    namespace=row.namespace,
+                    workload_id=row.id,
+                    workload_type=row.type,
+                    pods=views,
+                    now=now,
+                )
             doc = status.to_dict()
             event = None
             if status.phase != before.phase or status.message != before.message:
@@ -357,12 +418,20 @@ class Reconciler:
                     message=status.message,
                     conditions=doc["conditions"],
                     pods=doc["pods"],
+                    pod_list=new_pods,
+                    urls=new_urls,
+                    log_history=kept,
                     event=event,
                 )
             )
         if self.after_read is not None:
             self.after_read("status")
         written = self.db.run(workloads.write_statuses, writes, now=now)
+        if cluster_events:
+            self.db.run(workloads.store_cluster_events, cluster_events)
+            for item in cluster_events:
+                seen = self._events_seen.setdefault(item.workload_id, {})
+                seen.update((e["uid"], seen_key(e)) for e in item.events)
         report.status_updates = len(written)
         # A write that did not land (the row changed meanwhile) is looked at again next cycle.
         unsettled |= {w.id for w in writes} - written
@@ -374,8 +443,9 @@ class Reconciler:
 
     def _previous_statuses(
         self, rows: list[workloads.ActiveRow], *, forget_others: bool
-    ) -> dict[uuid.UUID, WorkloadStatus]:
-        """Each row's stored status, parsed only when the row changed since the last cycle.
+    ) -> dict[uuid.UUID, _Stored]:
+        """Each row's stored status, pods and URLs, parsed only when the row changed since the
+        last cycle.
 
         A row's ``xmin`` changes whenever anyone writes it (this loop or an API request), so an
         unchanged ``xmin`` means the cached parse is still what is stored.
@@ -384,17 +454,15 @@ class Reconciler:
         stale = [r.id for r in rows if cached.get(r.id, ("",))[0] != r.xmin]
         if stale:
             for r in self.db.run(workloads.statuses, stale):
-                cached[r.id] = (
-                    r.xmin,
-                    WorkloadStatus.from_dict(
-                        {
-                            "phase": r.phase,
-                            "phaseMessage": r.phase_message,
-                            "conditions": r.conditions,
-                            "pods": r.pods,
-                        }
-                    ),
+                status = WorkloadStatus.from_dict(
+                    {
+                        "phase": r.phase,
+                        "phaseMessage": r.phase_message,
+                        "conditions": r.conditions,
+                        "pods": r.pods,
+                    }
                 )
+                cached[r.id] = (r.xmin, _Stored(status, r.pod_list, r.urls))
         if forget_others:  # a full pass: what is not among the rows is gone
             self._statuses = {r.id: cached[r.id] for r in rows if r.id in cached}
         return {r.id: cached[r.id][1] for r in rows if r.id in cached}
@@ -506,10 +574,15 @@ class Leadership:
 def run_reconciler(settings: Settings, stop: threading.Event) -> None:
     """The reconciler of a process (``runplane serve`` or ``runplane reconcile``) until ``stop``."""
     from app.cluster.factory import make_backend
+    from app.cluster.kubernetes import KubernetesBackend
+    from app.cluster.logs import PodLogs
 
     assert settings.database_url
     with BlockingDatabase(settings.database_url, size=2) as db:
         backend = make_backend(settings, db)
+        log_tail: LogTail = logs.simulated_tail
+        if isinstance(backend, KubernetesBackend):
+            log_tail = logs.kubernetes_tail(PodLogs(backend.api_client))
         try:
             Reconciler(
                 db=db,
@@ -518,6 +591,7 @@ def run_reconciler(settings: Settings, stop: threading.Event) -> None:
                 apply_retry_timeout=settings.apply_retry_timeout,
                 audit_retention_days=settings.audit_retention_days,
                 resync_seconds=settings.resync_seconds,
+                log_tail=log_tail,
             ).run(stop, interval=settings.reconcile_interval)
         finally:
             backend.close()

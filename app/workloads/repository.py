@@ -39,6 +39,7 @@ class WorkloadRow:
     id: uuid.UUID
     name: str
     project: str
+    project_id: uuid.UUID | None  # None once the project is deleted
     type: str
     namespace: str
     spec: dict[str, Any]
@@ -53,6 +54,7 @@ class WorkloadRow:
     phase_updated_at: datetime
     conditions: list[dict[str, Any]]
     pods: dict[str, int]
+    urls: list[dict[str, Any]]
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
@@ -77,6 +79,11 @@ class EventRow:
     phase: str
     reason: str
     message: str
+    source: str
+    count: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    involved_object: dict[str, Any] | None
 
 
 _COLUMNS = columns(WorkloadRow)
@@ -209,6 +216,65 @@ async def manifests(conn: Conn, workload_id: uuid.UUID) -> list[dict[str, Any]]:
     return row[0] if row else []
 
 
+async def pod_list(conn: Conn, workload_id: uuid.UUID) -> list[dict[str, Any]]:
+    cursor = await conn.execute("SELECT pod_list FROM workloads WHERE id = %s", (workload_id,))
+    row = await cursor.fetchone()
+    return row[0] if row else []
+
+
+async def log_history(conn: Conn, workload_id: uuid.UUID) -> dict[str, Any]:
+    cursor = await conn.execute("SELECT log_history FROM workloads WHERE id = %s", (workload_id,))
+    row = await cursor.fetchone()
+    return row[0] if row else {}
+
+
+async def get_many(conn: Conn, ids: Sequence[uuid.UUID]) -> list[WorkloadRow]:
+    return await fetch_all(
+        conn, WorkloadRow, f"SELECT {_COLUMNS} FROM workloads WHERE id = ANY(%s)", (list(ids),)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """The filters of a workload list (and of its watch)."""
+
+    scope: Scope
+    project: str | None
+    workload_type: str | None
+    phase: str | None
+    deleted: bool
+
+    def conditions(self) -> list[Any]:
+        return [
+            (in_scope("project_id"), {"scope": self.scope}),
+            ("deleted_at IS NOT NULL" if self.deleted else "deleted_at IS NULL", {}),
+            ("project = %(project)s", {"project": self.project}),
+            ("type = %(type)s", {"type": self.workload_type}),
+            ("phase = %(phase)s", {"phase": self.phase}),
+        ]
+
+    def wants(self, row: WorkloadRow) -> bool:
+        """The same conditions, on a row read already."""
+        return (
+            (self.scope is None or row.project_id in self.scope)
+            and (row.deleted_at is not None) == self.deleted
+            and self.project in (None, row.project)
+            and self.workload_type in (None, row.type)
+            and self.phase in (None, row.phase)
+        )
+
+
+async def changed_since(
+    conn: Conn, filters: ListFilter, *, since: datetime, limit: int
+) -> list[WorkloadRow]:
+    """The workloads written since ``since``, oldest change first (a watch that resumes)."""
+    condition, params = where(*filters.conditions(), ("updated_at > %(since)s", {"since": since}))
+    query = sql.SQL(
+        "SELECT {} FROM workloads WHERE {} ORDER BY updated_at, id LIMIT %(limit)s"
+    ).format(sql.SQL(_COLUMNS), condition)
+    return await fetch_all(conn, WorkloadRow, query, {**params, "limit": limit})
+
+
 async def list_page(
     conn: Conn,
     *,
@@ -222,12 +288,9 @@ async def list_page(
 ) -> list[WorkloadRow]:
     """Newest first. Each filter is in the statement only when given, so that the planner picks
     the index that serves it."""
+    filters = ListFilter(scope, project, workload_type, phase, deleted)
     condition, params = where(
-        (in_scope("project_id"), {"scope": scope}),
-        ("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL", {}),
-        ("project = %(project)s", {"project": project}),
-        ("type = %(type)s", {"type": workload_type}),
-        ("phase = %(phase)s", {"phase": phase}),
+        *filters.conditions(),
         before and ("(created_at, id) < (%(t)s, %(i)s)", {"t": before[0], "i": before[1]}),
     )
     query = sql.SQL(
@@ -365,9 +428,50 @@ async def purge_idempotency_keys(conn: Conn) -> int:
     return cursor.rowcount
 
 
+# --- the cluster's events ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterEvents:
+    """A workload's cluster events to store (app.reconciler.events rows), and its phase now."""
+
+    workload_id: uuid.UUID
+    phase: str
+    events: list[dict[str, Any]]
+
+
+# One row per Kubernetes event (by uid): an event that repeats updates its row.
+_STORE_CLUSTER_EVENTS = """
+    INSERT INTO workload_events AS e (workload_id, created_at, type, phase, reason, message,
+        source, uid, count, first_seen, last_seen, involved_object)
+    SELECT (w.value->>'workload_id')::uuid,
+           coalesce((x.value->>'first_seen')::timestamptz, now()),
+           x.value->>'type', w.value->>'phase', x.value->>'reason', x.value->>'message',
+           'kubernetes', x.value->>'uid', (x.value->>'count')::int,
+           (x.value->>'first_seen')::timestamptz, (x.value->>'last_seen')::timestamptz,
+           x.value->'involved_object'
+    FROM jsonb_array_elements(%(rows)s::jsonb) AS w,
+         jsonb_array_elements(w.value->'events') AS x
+    WHERE EXISTS (SELECT 1 FROM workloads WHERE id = (w.value->>'workload_id')::uuid)
+    ON CONFLICT (workload_id, uid) WHERE uid IS NOT NULL DO UPDATE SET
+        count = excluded.count, last_seen = excluded.last_seen, message = excluded.message
+"""
+
+
+async def store_cluster_events(conn: Conn, items: Sequence[ClusterEvents]) -> None:
+    rows = [
+        {"workload_id": str(i.workload_id), "phase": i.phase, "events": i.events} for i in items
+    ]
+    await conn.execute(_STORE_CLUSTER_EVENTS, {"rows": Jsonb(rows)})
+
+
 # The channel that wakes the reconciler: a trigger on workloads notifies it whenever the desired
 # state changes (a submission, a suspend, resume or delete), when that transaction commits.
 OUTBOX_CHANNEL = "runplane_outbox"
+# The channel of workload changes (migration 0005): a trigger notifies it with the workload's id
+# whenever what a reader sees of it changes; API processes fan it out to their watchers
+# (app.workloads.changes).
+CHANGES_CHANNEL = "runplane_workload_changes"
 
 
 # --- the reconciler's reads and writes ------------------------------------------------------------
@@ -401,6 +505,7 @@ class ActiveRow:
     id: uuid.UUID
     xmin: str
     type: str
+    namespace: str
     desired_phase: str
     applied_generation: int
 
@@ -413,6 +518,8 @@ class StoredStatus:
     phase_message: str
     conditions: list[dict[str, Any]]
     pods: dict[str, int]
+    pod_list: list[dict[str, Any]]
+    urls: list[dict[str, Any]]
 
 
 def _with_xmin(row_type: type[Any]) -> LiteralString:
@@ -465,6 +572,9 @@ class StatusWrite:
     message: str | None = None
     conditions: list[dict[str, Any]] | None = None
     pods: dict[str, int] | None = None
+    pod_list: list[dict[str, Any]] | None = None
+    urls: list[dict[str, Any]] | None = None
+    log_history: dict[str, Any] | None = None
     event: Event | None = None
 
 
@@ -481,6 +591,9 @@ _WRITE_STATUS = f"""
             phase_message = coalesce(i.item->>'message', w.phase_message),
             conditions = coalesce(i.item->'conditions', w.conditions),
             pods = coalesce(i.item->'pods', w.pods),
+            pod_list = coalesce(i.item->'pod_list', w.pod_list),
+            urls = coalesce(i.item->'urls', w.urls),
+            log_history = coalesce(i.item->'log_history', w.log_history),
             phase_updated_at = CASE WHEN coalesce(i.item->>'phase', w.phase) <> w.phase
                                     THEN %(now)s ELSE w.phase_updated_at END,
             updated_at = now()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Depends, Header, Query, Request, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.audit.recorder import AuditedRoute, committed, entry_values, record_of
 from app.auth import access as access_
@@ -18,6 +19,7 @@ from app.deps import (
     WorkloadDep,
     WorkloadId,
     database_of,
+    pod_logs_of,
     settings_of,
 )
 from app.domain.phases import Phase
@@ -25,11 +27,17 @@ from app.domain.spec import WorkloadType
 from app.openapi import links, responses
 from app.schemas import PageParams, page_params
 from app.sql import scope
-from app.workloads import repository, schemas, service, submission
-from app.workloads.repository import WorkloadRow
+from app.workloads import logs, repository, schemas, service, submission
+from app.workloads import watch as watch_
+from app.workloads.repository import ListFilter, WorkloadRow
 
 router = APIRouter(prefix="/workloads", tags=["workloads"], route_class=AuditedRoute)
 JSON = "application/json"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
 
 DryRun = Annotated[
     bool,
@@ -173,13 +181,51 @@ def _workloads(document: Any, status_code: int = 200) -> Response:
     return Response(service.dumps(document), status_code=status_code, media_type=JSON)
 
 
+EVENT_STREAM = "text/event-stream"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        max_length=32,
+        description="Resume a watch after the event of this id: what changed since is sent first.",
+    ),
+]
+TimeoutSeconds = Annotated[
+    int | None,
+    Query(
+        alias="timeoutSeconds",
+        ge=1,
+        le=86400,
+        description="End the watch after this many seconds (default: when the client leaves).",
+    ),
+]
+_SSE_DESCRIPTION = (
+    "Server-Sent Events: `event: workload`, `data:` the workload as it reads now, on every "
+    "change of phase, conditions, pods or URLs; `id:` when it was written; a comment line as "
+    "a heartbeat."
+)
+
+
+def _events(stream: Any) -> StreamingResponse:
+    return StreamingResponse(stream, media_type=EVENT_STREAM, headers=SSE_HEADERS)
+
+
 @router.get(
     "",
     operation_id="listWorkloads",
     response_model=None,
-    responses={200: {"model": schemas.WorkloadPage, "description": "A page of workloads"}},
+    responses={
+        200: {
+            "model": schemas.WorkloadPage,
+            "description": "A page of workloads; with `watch=true`, a stream of their changes "
+            "(the first page first, or what changed since `Last-Event-ID`). " + _SSE_DESCRIPTION,
+            "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def list_workloads(
+    request: Request,
     conn: ConnDep,
     principal: CurrentPrincipal,
     page: Annotated[PageParams, Depends(page_params)],
@@ -189,7 +235,25 @@ async def list_workloads(
     ] = None,
     phase: Annotated[Phase | None, Query(description="Current phase.")] = None,
     deleted: Annotated[bool, Query(description="List deleted workloads instead.")] = False,
+    watch: Annotated[
+        bool, Query(description="Stream changes as Server-Sent Events (text/event-stream).")
+    ] = False,
+    last_event_id: LastEventId = None,
+    timeout_seconds: TimeoutSeconds = None,
 ) -> Response:
+    if watch:
+        filters = ListFilter(scope(principal), project, workload_type, phase, deleted)
+        return _events(
+            watch_.watch_list(
+                request.app.state.changes,
+                database_of(request),
+                filters,
+                last_event_id=last_event_id,
+                limit=page.limit,
+                heartbeat=settings_of(request).sse_heartbeat_seconds,
+                timeout=timeout_seconds,
+            )
+        )
     rows, nxt = await service.list_page(
         conn,
         page,
@@ -236,6 +300,11 @@ async def list_workload_events(
                 phase=e.phase,
                 reason=e.reason,
                 message=e.message,
+                source=e.source,
+                count=e.count,
+                first_seen=e.first_seen,
+                last_seen=e.last_seen,
+                involved_object=e.involved_object,
             )
             for e in rows
         ],
@@ -265,6 +334,124 @@ async def get_workload_manifests(
         text = yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True)
         return Response(text, media_type=YAML)
     return JSONResponse(manifests)
+
+
+@router.get(
+    "/{workloadId}/pods",
+    operation_id="listWorkloadPods",
+    response_model=schemas.PodList,
+    responses=responses(404),
+)
+async def list_workload_pods(conn: ConnDep, workload: WorkloadDep) -> Response:
+    return _workloads({"items": await repository.pod_list(conn, workload.id)})
+
+
+TEXT_PLAIN = "text/plain; charset=utf-8"
+
+
+@router.get(
+    "/{workloadId}/logs",
+    operation_id="getWorkloadLogs",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The container's log as text, streamed (`follow=true`: until the "
+            "container ends or the client goes away). Without `tailLines`, the last "
+            f"{logs.DEFAULT_TAIL_LINES} lines; never more than `limitBytes`. A finished "
+            f"workload answers from the last {logs.HISTORY_LINES} lines of each container, "
+            "kept when it finished.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **responses(404, 503),
+    },
+)
+async def get_workload_logs(
+    request: Request,
+    workload: WorkloadDep,
+    pod: Annotated[
+        str | None,
+        Query(max_length=253, description="Pod name (default: the first of the main role)."),
+    ] = None,
+    container: Annotated[
+        str | None, Query(max_length=63, description="Container name (default: the first).")
+    ] = None,
+    tail_lines: Annotated[
+        int | None,
+        Query(
+            alias="tailLines",
+            ge=0,
+            le=logs.MAX_TAIL_LINES,
+            description=f"Lines from the end (default {logs.DEFAULT_TAIL_LINES}).",
+        ),
+    ] = None,
+    since_seconds: Annotated[
+        int | None,
+        Query(alias="sinceSeconds", ge=1, le=10**9, description="Only lines this recent."),
+    ] = None,
+    timestamps: Annotated[bool, Query(description="Prefix each line with its time.")] = False,
+    previous: Annotated[
+        bool, Query(description="The last terminated run of the container (a crash loop's).")
+    ] = False,
+    follow: Annotated[
+        bool, Query(description="Stream lines as they are written until the container ends.")
+    ] = False,
+    limit_bytes: Annotated[
+        int,
+        Query(
+            alias="limitBytes",
+            ge=1,
+            le=logs.MAX_LIMIT_BYTES,
+            description="Stop after this many bytes.",
+        ),
+    ] = logs.DEFAULT_LIMIT_BYTES,
+) -> StreamingResponse:
+    stream = await logs.open_log(
+        database_of(request),
+        workload,
+        pod=pod,
+        container=container,
+        tail_lines=tail_lines,
+        since_seconds=since_seconds,
+        timestamps=timestamps,
+        previous=previous,
+        follow=follow,
+        limit_bytes=limit_bytes,
+        pod_logs=pod_logs_of(request),
+        # Tests of the simulated cluster run it on their own clock.
+        clock=getattr(request.app.state, "clock", utcnow),
+    )
+    return StreamingResponse(stream, media_type=TEXT_PLAIN)
+
+
+@router.get(
+    "/{workloadId}/watch",
+    operation_id="watchWorkload",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The workload now (unless `Last-Event-ID` is its latest), then on "
+            "every change. " + _SSE_DESCRIPTION,
+            "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+        },
+        **responses(404),
+    },
+)
+async def watch_workload(
+    request: Request,
+    workload: WorkloadDep,
+    last_event_id: LastEventId = None,
+    timeout_seconds: TimeoutSeconds = None,
+) -> StreamingResponse:
+    return _events(
+        watch_.watch_workload(
+            request.app.state.changes,
+            database_of(request),
+            workload,
+            last_event_id=last_event_id,
+            heartbeat=settings_of(request).sse_heartbeat_seconds,
+            timeout=timeout_seconds,
+        )
+    )
 
 
 def _accepted(workload: WorkloadRow) -> Response:

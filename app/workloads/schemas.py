@@ -77,6 +77,65 @@ class PodCounts(ApiModel):
     failed: int = 0
 
 
+class WorkloadUrl(ApiModel):
+    """One address of an interactive or inference workload's port."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        description="ClusterIP: in-cluster; NodePort: on every node's address at `port`; "
+        "LoadBalancer: the address the cluster assigned."
+    )
+    name: str = Field(description="The port's name.")
+    host: str | None = Field(
+        description="`<service>.<namespace>.svc`, the load balancer's address, or null for a "
+        "NodePort (any node's address)."
+    )
+    port: int
+    url: str | None = Field(description="`<scheme>://<host>:<port>` when the host is known.")
+
+
+class ContainerRun(ApiModel):
+    """A run of a container: its state, and how it ended."""
+
+    state: Literal["waiting", "running", "terminated"]
+    reason: str | None = Field(None, description="e.g. ErrImagePull, CrashLoopBackOff, OOMKilled.")
+    message: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Container(ContainerRun):
+    name: str
+    image: str
+    ready: bool
+    restarts: int
+    last_state: ContainerRun | None = Field(
+        None, description="The previous run's end, e.g. the crash of a crash-looping container."
+    )
+
+
+class Pod(ApiModel):
+    name: str
+    role: str = Field(description="master, chief, launcher, worker, ps, evaluator or replica.")
+    node: str | None
+    phase: str = Field(description="The pod's phase: Pending, Running, Succeeded, Failed.")
+    ready: bool
+    restarts: int
+    start_time: datetime | None
+    gpus: float = Field(description="GPUs allocated (requested while not placed); 0.5: half.")
+    reason: str | None = Field(None, description="Why the pod is where it is (Unschedulable...).")
+    message: str | None = None
+    containers: list[Container]
+
+
+class PodList(ApiModel):
+    items: list[Pod] = Field(
+        description="The driving role first (master, chief, launcher), then by name. A "
+        "finished workload keeps its pods' final states after they are gone."
+    )
+
+
 class ObjectRef(ApiModel):
     api_version: str
     kind: str
@@ -107,6 +166,10 @@ class Workload(ApiModel):
     phase_updated_at: datetime
     conditions: list[Condition]
     pods: PodCounts
+    urls: list[WorkloadUrl] = Field(
+        description="Interactive and inference workloads with ports: in-cluster, NodePort and "
+        "LoadBalancer addresses, as observed in the cluster."
+    )
     cluster: ClusterRef
     deleted_at: datetime | None = None
 
@@ -122,13 +185,32 @@ class DryRun(ApiModel):
     manifests: list[dict[str, Any]]
 
 
+class InvolvedObject(ApiModel):
+    kind: str
+    name: str
+
+
 class WorkloadEvent(ApiModel):
     id: int
-    time: datetime
-    type: str
-    phase: Phase
+    time: datetime = Field(description="When it happened (first seen, for a cluster event).")
+    type: str = Field(
+        description="runplane: Submitted, PhaseChanged, Status, Cluster...; kubernetes: the "
+        "event's type, Normal or Warning."
+    )
+    phase: Phase = Field(description="The workload's phase when it was recorded.")
     reason: str
     message: str
+    source: Literal["runplane", "kubernetes"] = Field(
+        "runplane",
+        description="runplane: the workload's own transitions; kubernetes: the cluster's "
+        "events about its objects and pods (kept after the workload ends).",
+    )
+    count: int = Field(1, description="How many times the cluster reported it.")
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    involved_object: InvolvedObject | None = Field(
+        None, description="The object or pod a cluster event is about."
+    )
 
 
 class WorkloadEventPage(Page[WorkloadEvent]):

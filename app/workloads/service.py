@@ -59,6 +59,7 @@ def to_read(w: WorkloadRow) -> dict[str, Any]:
             for c in w.conditions
         ],
         "pods": {k: w.pods.get(k, 0) for k in POD_COUNTS},
+        "urls": w.urls,
         "cluster": {"namespace": w.namespace, "objects": w.objects},
         "deletedAt": w.deleted_at,
     }

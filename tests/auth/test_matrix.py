@@ -117,6 +117,15 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", WORKLOAD + "/manifests"): lambda w, p: Req(
         "GET", f"/api/v1/workloads/{w.workloads[p]}/manifests"
     ),
+    ("GET", WORKLOAD + "/pods"): lambda w, p: Req(
+        "GET", f"/api/v1/workloads/{w.workloads[p]}/pods"
+    ),
+    ("GET", WORKLOAD + "/logs"): lambda w, p: Req(
+        "GET", f"/api/v1/workloads/{w.workloads[p]}/logs"
+    ),
+    ("GET", WORKLOAD + "/watch"): lambda w, p: Req(
+        "GET", f"/api/v1/workloads/{w.workloads[p]}/watch?timeoutSeconds=1"
+    ),
     ("POST", WORKLOAD + "/suspend"): lambda w, p: Req(
         "POST", f"/api/v1/workloads/{w.workloads[p]}/suspend"
     ),

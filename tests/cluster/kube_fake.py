@@ -28,6 +28,7 @@ BUILTIN_RESOURCES: dict[str, tuple[str, bool]] = {
     "v1/namespaces": ("Namespace", False),
     "v1/pods": ("Pod", True),
     "v1/services": ("Service", True),
+    "v1/events": ("Event", True),
     "apps/v1/statefulsets": ("StatefulSet", True),
     "apps/v1/deployments": ("Deployment", True),
     "batch/v1/jobs": ("Job", True),
@@ -177,8 +178,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 and not obj.deleted
                 and (request.namespace is None or namespace == request.namespace)
             ]
+        selector = request.params.get("labelSelector", "")
+
+        def selected(raw: Mapping[str, Any]) -> bool:
+            return _selects(selector, (raw.get("metadata") or {}).get("labels") or {})
+
         for raw in existing:
-            yield {"type": "ADDED", "object": raw}
+            if selected(raw):
+                yield {"type": "ADDED", "object": raw}
         timeout = float(request.params.get("timeoutSeconds") or 0) or None
         closing = self.closing()
         loop = asyncio.get_running_loop()
@@ -199,7 +206,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 await _cancelled(ends)
                 event = step.result()
                 namespace = (event.get("object", {}).get("metadata") or {}).get("namespace")
-                if request.namespace is None or namespace == request.namespace:
+                if (request.namespace is None or namespace == request.namespace) and selected(
+                    event.get("object") or {}
+                ):
                     yield event
         except StopAsyncIteration:
             return

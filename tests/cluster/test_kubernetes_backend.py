@@ -30,13 +30,15 @@ from app.cluster.backend import (
 )
 from app.cluster.kubernetes import (
     NAMESPACE_PERMISSIONS,
-    OBSERVED_KINDS,
     REQUIRED_PERMISSIONS,
+    WATCHED_KINDS,
     KubernetesBackend,
     Permission,
     TokenBucket,
     required_permissions,
 )
+from app.cluster.logs import LOG_PERMISSIONS
+from app.domain import kinds
 from app.domain.kinds import MANAGED
 from app.domain.labels import MANAGED_SELECTOR
 from tests.cluster import kube_samples as samples
@@ -44,7 +46,7 @@ from tests.cluster.kube_fake import FakeKubeAPI
 
 NS = samples.NAMESPACE
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-N_OBSERVED = len(OBSERVED_KINDS)
+N_OBSERVED = len(WATCHED_KINDS)
 
 
 def new_id() -> str:
@@ -386,11 +388,17 @@ def test_observe_lists_and_watches_each_kind_once_whatever_the_number_of_workloa
     calls = lists(api)
     assert sorted(r.url.path for r in calls) == sorted(
         ("/api/v1" if k.api_version == "v1" else f"/apis/{k.api_version}") + f"/{k.plural}"
-        for k in OBSERVED_KINDS
+        for k in WATCHED_KINDS
     )
-    assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in calls)
+    # Events carry no labels: their informer keeps those of the namespaces Runplane uses.
+    managed = [r for r in calls if r.url.path != "/api/v1/events"]
+    assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in managed)
     wait_until(lambda: len(watches(api)) == N_OBSERVED, "a watch per kind")
-    assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in watches(api))
+    assert all(
+        r.params["labelSelector"] == MANAGED_SELECTOR
+        for r in watches(api)
+        if r.url.path != "/api/v1/events"
+    )
     assert all(r.params.get("allowWatchBookmarks") == "true" for r in watches(api))
     # More workloads arrive through the watches: no more lists, whatever their number.
     applied = apply_all_types(backend, 8, prefix="more-")
@@ -833,7 +841,9 @@ def cluster_role_permissions(path: Path) -> dict[str, set[Permission]]:
 
 
 def test_the_cluster_role_grants_exactly_the_required_permissions() -> None:
-    assert cluster_role_permissions(DEPLOY / "rbac.yaml") == {"runplane": set(REQUIRED_PERMISSIONS)}
+    assert cluster_role_permissions(DEPLOY / "rbac.yaml") == {
+        "runplane": set(REQUIRED_PERMISSIONS | LOG_PERMISSIONS)
+    }
     assert cluster_role_permissions(DEPLOY / "rbac-namespaces.yaml") == {
         "runplane-namespaces": set(NAMESPACE_PERMISSIONS)
     }
@@ -902,3 +912,58 @@ def test_the_backend_uses_exactly_the_permissions_it_declares(
     used = permissions_used(api.requests())
     assert used == required_permissions(create_namespaces=create_namespaces)
     assert used == backend.permissions
+
+
+def _event(name: str, *, namespace: str, kind: str, about: str, reason: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": namespace, "uid": new_id()},
+        "involvedObject": {"kind": kind, "name": about, "namespace": namespace},
+        "type": "Warning",
+        "reason": reason,
+        "message": f"{reason} of {about}",
+        "count": 1,
+    }
+
+
+def test_events_are_watched_by_workload_and_only_in_runplanes_namespaces(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    training, inference = new_id(), new_id()
+    backend.apply(
+        workload_id=training,
+        namespace=NS,
+        manifests=samples.workload("training", training, name="t"),
+    )
+    backend.apply(
+        workload_id=inference,
+        namespace=NS,
+        manifests=samples.workload("inference", inference, name="serve"),
+    )
+    api.put("v1/pods", samples.pod(training, name="t-abcde"))
+    backend.observe()
+    api.add_namespace("elsewhere")
+    api.put("v1/events", _event("e1", namespace=NS, kind="Pod", about="t-abcde", reason="BackOff"))
+    api.put("v1/events", _event("e2", namespace=NS, kind="Job", about="t", reason="FailedCreate"))
+    # A Deployment's ReplicaSet reports the pods it cannot create (an exceeded quota).
+    api.put(
+        "v1/events",
+        _event("e3", namespace=NS, kind="ReplicaSet", about="serve-7d9f8", reason="FailedCreate"),
+    )
+    api.put("v1/events", _event("e4", namespace=NS, kind="Pod", about="unknown", reason="X"))
+    api.put(
+        "v1/events", _event("e5", namespace="elsewhere", kind="Pod", about="t-abcde", reason="Y")
+    )
+    wait_until(lambda: len(backend.observe().of(training).events) == 2, "the training's events")
+    observation = backend.observe()
+    assert sorted(e["reason"] for e in observation.of(training).events) == [
+        "BackOff",
+        "FailedCreate",
+    ]
+    wait_until(lambda: backend.observe().of(inference).events, "the inference's events")
+    (quota,) = backend.observe().of(inference).events
+    assert quota["involvedObject"]["kind"] == "ReplicaSet"
+    # Events of other namespaces are not even cached.
+    informer = backend.informers[kinds.EVENT]
+    assert {ns for ns, _ in informer.objects} == {NS}
