@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from cosmic_ray.work_db import WorkDB, use_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
@@ -64,11 +65,23 @@ SEED = 20
 # A test run takes 2-5 s; a mutant that loops forever is killed (counted as caught) at this.
 TIMEOUT = 60.0
 
-# Survivors judged equivalent: no input a caller can give, or none that the cluster or the API
-# server can produce, tells them from the original (tests/README.md says why, family by family).
-# The key is (module, operator, original line, mutated line): a change to the line makes the
-# entry stale, and its mutant counts as a survivor again until it is judged anew.
-EQUIVALENT: frozenset[tuple[str, str, str, str]] = frozenset()
+# Survivors judged equivalent, each group with why (tests/mutation_equivalents.yaml). A mutant is
+# matched by module, operator, original line and mutated line: a change to the line makes the
+# entry stale, and the mutant counts as a survivor again until it is judged anew.
+EQUIVALENTS_FILE = Path(__file__).with_name("mutation_equivalents.yaml")
+
+
+def load_equivalents(path: Path = EQUIVALENTS_FILE) -> frozenset[tuple[str, str, str, str]]:
+    document: dict[str, list[dict[str, Any]]] = yaml.safe_load(path.read_text())
+    return frozenset(
+        (module, operator, old, new)
+        for module, groups in document.items()
+        for group in groups
+        for operator, old, new in group["mutants"]
+    )
+
+
+EQUIVALENT = load_equivalents()
 
 
 def test_command(tests: tuple[str, ...]) -> str:

@@ -203,6 +203,8 @@ def test_status_changed_ignores_transition_times_only() -> None:
     assert status_changed(None, status)
     assert not status_changed(status, replace(status, conditions=later))
     assert status_changed(status, replace(status, phase="Degraded"))
+    assert status_changed(replace(status, phase="Degraded"), status)
+    assert status_changed(replace(status, message="2/2 pods ready"), status)
     assert status_changed(status, replace(status, message="2/2 pods ready"))
     assert status_changed(status, replace(status, pods=PodCounts(requested=1, pending=1)))
     assert status_changed(status, replace(status, conditions=(replace(condition, status="False"),)))
