@@ -207,6 +207,22 @@ _SSE_DESCRIPTION = (
 )
 
 
+# One Server-Sent Event, as OpenAPI 3.2 describes a stream's items.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["workload"]},
+        "id": {"type": "string", "description": "When it was written: resume after it."},
+        "retry": {"type": "integer"},
+        "data": {
+            "type": "string",
+            "contentMediaType": JSON,
+            "contentSchema": {"$ref": "#/components/schemas/Workload"},
+        },
+    },
+}
+
+
 def _events(stream: Any) -> StreamingResponse:
     return StreamingResponse(stream, media_type=EVENT_STREAM, headers=SSE_HEADERS)
 
@@ -220,7 +236,7 @@ def _events(stream: Any) -> StreamingResponse:
             "model": schemas.WorkloadPage,
             "description": "A page of workloads; with `watch=true`, a stream of their changes "
             "(the first page first, or what changed since `Last-Event-ID`). " + _SSE_DESCRIPTION,
-            "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+            "content": {EVENT_STREAM: {"schema": SSE_EVENT_SCHEMA}},
         }
     },
 )
@@ -431,7 +447,7 @@ async def get_workload_logs(
         200: {
             "description": "The workload now (unless `Last-Event-ID` is its latest), then on "
             "every change. " + _SSE_DESCRIPTION,
-            "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+            "content": {EVENT_STREAM: {"schema": SSE_EVENT_SCHEMA}},
         },
         **responses(404),
     },

@@ -76,6 +76,19 @@ schema = schemathesis.openapi.from_path(
 )
 
 
+@schema.hook("map_query")
+def _watches_end(context: Any, query: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A watch streams until its client leaves: the fuzzer's watches end after a second (a
+    generated ``timeoutSeconds`` that is invalid is kept: the request is refused at once)."""
+    path = context.operation.path if context.operation is not None else ""
+    if path.endswith("/watch") or path == "/api/v1/workloads":
+        query = dict(query or {})
+        given = query.get("timeoutSeconds")
+        if given is None or (isinstance(given, int) and 1 <= given <= 86400):
+            query["timeoutSeconds"] = 1
+    return query
+
+
 def problem_json(ctx: Any, response: Any, case: Any) -> bool | None:
     """Every 4xx and 5xx is ``application/problem+json`` with the RFC 9457 members."""
     if response.status_code < 400:
