@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections import deque
 from typing import Any
 
 NUL = "\x00"
@@ -33,43 +33,66 @@ NOT_FINITE = "must be a finite number (JSON has no NaN or Infinity; 1e309 is pas
 def problems(document: Any, root: str = "") -> list[dict[str, str]]:
     """``{field, message}`` for every string (key or value) and number in a JSON document that
     cannot be stored, ``field`` its path under ``root`` (``spec.labels["a"]``, ``args[2]``)."""
-    found = []
-    for path, value, is_key in _leaves(document, root):
-        if isinstance(value, str):
-            problem = text_problem(value)
-            if problem is not None:
-                found.append({"field": path or "body", "message": _as_key(problem, is_key)})
-        elif isinstance(value, float) and not math.isfinite(value):
-            found.append({"field": path or "body", "message": NOT_FINITE})
+    if _clean(document):
+        return []
+    found: list[dict[str, str]] = []
+    if not isinstance(document, dict | list):
+        problem = _problem(document)
+        return [{"field": root or "body", "message": problem}] if problem else []
+    # Iterative: a body may nest as deep as the JSON parser allows, deeper than Python recurses.
+    # Paths are kept as links to the parent's and written out only for what is refused.
+    queue: deque[tuple[Any, _Link]] = deque([(document, None)])
+    while queue:
+        node, link = queue.popleft()
+        is_map = isinstance(node, dict)
+        for key, value in node.items() if is_map else enumerate(node):
+            if is_map and (problem := _problem(key)):
+                found.append({"field": _path((link, key), root), "message": f"key: {problem}"})
+            if isinstance(value, dict | list):
+                queue.append((value, (link, key)))
+            elif problem := _problem(value):
+                found.append({"field": _path((link, key), root), "message": problem})
     return found
 
 
-def _as_key(message: str, is_key: bool) -> str:
-    return f"key: {message}" if is_key else message
+def _problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        return text_problem(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return NOT_FINITE
+    return None
 
 
-def _leaves(document: Any, root: str) -> Iterator[tuple[str, Any, bool]]:
-    # Iterative: a body may nest as deep as the JSON parser allows, deeper than Python recurses.
-    stack: list[tuple[str, Any]] = [(root, document)]
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, Mapping):
-            children = [(_child(path, key), key, value) for key, value in node.items()]
-            for here, key, _ in children:
-                yield here, key, True
-            stack.extend((here, value) for here, _, value in reversed(children))
-        elif isinstance(node, list):
-            stack.extend((f"{path}[{i}]", node[i]) for i in reversed(range(len(node))))
+_Link = tuple[Any, Any] | None  # (the parent's link, the key or index here)
+
+
+def _clean(document: Any) -> bool:
+    # The common case at C speed: the json encoder refuses NaN and Infinity, writes unpaired
+    # surrogates that UTF-8 then refuses, and escapes NUL (a false alarm on a literal "\\u0000"
+    # only costs the exact walk).
+    try:
+        text = json.dumps(document, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+    except (ValueError, UnicodeEncodeError, RecursionError):
+        return False
+    return "\\u0000" not in text
+
+
+def _path(link: _Link, root: str) -> str:
+    parts: list[Any] = []
+    while link is not None:
+        link, key = link
+        parts.append(key)
+    path = root
+    for key in reversed(parts):
+        if isinstance(key, int):
+            path += f"[{key}]"
+        elif str(key).isidentifier():
+            path += f".{key}" if path else str(key)
         else:
-            yield path, node, False
-
-
-def _child(path: str, key: Any) -> str:
-    text = str(key)
-    if text.isidentifier():
-        return f"{path}.{text}" if path else text
-    # ASCII escapes: the key may itself be what cannot be written out.
-    return f"{path}[{json.dumps(text)}]"
+            # ASCII escapes: the key may itself be what cannot be written out.
+            path += f"[{json.dumps(str(key))}]"
+    return path or "body"
 
 
 def scrub(value: Any) -> Any:
