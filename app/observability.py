@@ -108,20 +108,11 @@ class RequestContextMiddleware:
                 message["headers"] = headers + [(k, v) for k, v in extra if k not in present]
             await send(message)
 
-        length = _content_length(scope)
+        # A body over the limit is refused when it is first read, not here: by then the request
+        # is routed, so that its refusal is audited with the route it was meant for.
+        receive = _limited(receive, self.max_body_bytes, declared=_content_length(scope))
         try:
-            if length is not None and length > self.max_body_bytes:
-                status_code = 413
-                await _send_problem(
-                    send_wrapper,
-                    scope,
-                    status=413,
-                    title="Payload too large",
-                    slug="payload-too-large",
-                    detail=f"The request body exceeds {self.max_body_bytes} bytes.",
-                )
-                return
-            await self.app(scope, _limited(receive, self.max_body_bytes), send_wrapper)
+            await self.app(scope, receive, send_wrapper)
         except BodyTooLarge:
             if not started:
                 await _send_problem(
@@ -175,11 +166,13 @@ class BodyTooLarge(Exception):
     pass
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
+def _limited(receive: Receive, limit: int, *, declared: int | None) -> Receive:
     seen = 0
 
     async def wrapped() -> Message:
         nonlocal seen
+        if declared is not None and declared > limit:
+            raise BodyTooLarge  # without reading any of it
         message = await receive()
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))

@@ -32,7 +32,7 @@ class Check:
 
 
 def _host_paths(value: Any) -> Any:
-    return value or None if isinstance(value, list) else None
+    return value if isinstance(value, list) and value else None
 
 
 def _system_class(value: Any) -> Any:

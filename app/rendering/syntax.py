@@ -11,7 +11,7 @@ import re
 import uuid
 from decimal import Decimal
 
-from app.domain.quantity import is_quantity
+from app.domain.quantity import is_quantity, quantity_value
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
@@ -146,10 +146,14 @@ def quantity_problem(value: object) -> str | None:
     """A resource quantity as rendered: a non-negative Kubernetes quantity string or integer."""
     if isinstance(value, bool):
         return "must be a quantity"
-    if isinstance(value, int):
-        return None if value >= 0 else "must not be negative"
-    if not is_quantity(value):
+    if isinstance(value, int) and value < 0:
+        return "must not be negative"
+    if not isinstance(value, int) and not is_quantity(value):
         return f"{value!r} is not a Kubernetes quantity"
+    try:
+        quantity_value(value)  # within what Kubernetes represents
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

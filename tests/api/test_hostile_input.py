@@ -2,7 +2,7 @@
 is a 5xx, every refusal is a problem document that repeats no database error, the server logs
 no error, and nothing out of range is stored (``tests/hostile.py``).
 
-``HOSTILE_EXAMPLES`` sets the examples per operation (default 40; the issue's sweep ran 1000).
+``HOSTILE_EXAMPLES`` sets the examples per test (default 40; 1000 makes a long run).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def operations() -> list[Any]:
 
 @pytest.fixture
 def world(client: TestClient) -> dict[str, str]:
-    """Two projects, a policy, a workload and a token: what the paths' ids point at."""
+    """Two projects, a workload and a token: what the paths' names and ids point at."""
     for name in ("team-a", "team-b"):
         assert client.post("/api/v1/projects", json={"name": name}).status_code == 201
     spec = {"image": "pytorch:2", "compute": {"cpuMemoryRequest": "1Gi"}}
@@ -66,7 +66,7 @@ def _url_part(value: str) -> str:
     return quote(value, safe="", errors="surrogatepass")
 
 
-def _request_body(document: dict[str, Any], operation: dict[str, Any]) -> Any:
+def _request_body(operation: dict[str, Any]) -> Any:
     content = operation.get("requestBody", {}).get("content", {})
     return content.get("application/json", {}).get("schema")
 
@@ -111,7 +111,7 @@ def test_no_operation_fails_or_stores_out_of_range_values(
     document = client.app.openapi()  # type: ignore[attr-defined]
     operation = document["paths"][path][method.lower()]
     defs = document["components"]["schemas"]
-    body_schema = _request_body(document, operation)
+    body_schema = _request_body(operation)
     if body_schema is None:
         bodies: st.SearchStrategy[Any] = st.none()
     elif body_schema.get("$ref", "").endswith("/PolicyWrite"):
@@ -193,7 +193,7 @@ def test_every_field_of_every_request_model_under_hostile_values(
     method, template = route.split(" ")
     document = client.app.openapi()  # type: ignore[attr-defined]
     defs = document["components"]["schemas"]
-    schema = _request_body(document, document["paths"][template][method.lower()])
+    schema = _request_body(document["paths"][template][method.lower()])
     if schema.get("$ref", "").endswith("/PolicyWrite"):
         spec = {"$ref": "#/components/schemas/TrainingSpec"}
         bodies = st.one_of(

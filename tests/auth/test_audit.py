@@ -241,3 +241,14 @@ def test_a_request_holding_what_cannot_be_stored_is_refused_and_recorded(
     assert [(r.method, r.status, r.target) for r in rows] == [
         (method, 422, target) for method, _, _, target in UNSTORABLE
     ]
+
+
+def test_a_body_over_the_limit_is_recorded_with_its_route(
+    client: TestClient, sql: SqlSession
+) -> None:
+    # Refused by its Content-Length alone, before anything read it; still routed first.
+    r = client.post("/api/v1/workloads/trainings", content=b"x" * 2_000_000)
+    assert r.status_code == 413, r.text
+    assert [(e.method, e.route, e.status) for e in audit_rows(sql)] == [
+        ("POST", "/api/v1/workloads/trainings", 413)
+    ]
