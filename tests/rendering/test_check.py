@@ -77,6 +77,10 @@ def test_context_names(changes: dict[str, Any], field: str) -> None:
         ({"priorityClass": "High"}, "priorityClass"),
         ({"storage": {"pvc": [{"claimName": "Data", "path": "/d"}]}}, "storage.pvc[0].claimName"),
         ({"tolerations": [{"key": "a b", "operator": "Exists"}]}, "tolerations[0].key"),
+        (
+            {"tolerations": [{"key": "gpu", "value": "a b", "effect": "NoSchedule"}]},
+            "tolerations[0].value",
+        ),
     ],
 )
 def test_user_names_and_labels(spec: dict[str, Any], field: str) -> None:
@@ -384,3 +388,55 @@ def test_worker_problems_are_not_repeated_for_the_master() -> None:
     }
     problems = check(ctx("distributed", spec))
     assert fields(problems) == ["labels"]
+
+
+@pytest.mark.parametrize(
+    ("tolerations", "problems"),
+    [
+        ([{"key": "gpu", "operator": "Equal", "value": "a100", "effect": "NoSchedule"}], []),
+        ([{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}], []),
+        ([{"key": "", "operator": "Exists"}], []),  # tolerate every taint
+        ([{"key": "gpu", "operator": "Exists", "effect": "NoExecute", "seconds": 60}], []),
+        (
+            [{"key": "gpu", "operator": "Exists", "value": "a100"}],
+            [("tolerations[0].value", "value must be empty when operator is Exists")],
+        ),
+        (
+            [{"key": "", "value": "a100"}],
+            [("tolerations[0].operator", "operator must be Exists when key is empty")],
+        ),
+        (
+            [{"key": "gpu", "operator": "Exists", "seconds": 60}],
+            [("tolerations[0].seconds", "seconds applies only to effect NoExecute")],
+        ),
+        (
+            [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule", "seconds": 60}],
+            [("tolerations[0].seconds", "seconds applies only to effect NoExecute")],
+        ),
+    ],
+)
+def test_tolerations_kubernetes_would_refuse(
+    tolerations: list[dict[str, Any]], problems: list[tuple[str, str]]
+) -> None:
+    assert check(ctx("training", {"image": IMAGE, "tolerations": tolerations})) == problems
+
+
+@pytest.mark.parametrize(
+    ("compute", "problems"),
+    [
+        ({"extendedResources": [{"resource": "example.com/fpga", "quantity": "1"}]}, []),
+        (
+            {"extendedResources": [{"resource": "hugepages-2Mi", "quantity": "1Gi"}]},
+            [("compute.extendedResources[0].resource", "hugepages need a cpu or memory request")],
+        ),
+        (
+            {
+                "cpuMemoryRequest": "2Gi",
+                "extendedResources": [{"resource": "hugepages-2Mi", "quantity": "1Gi"}],
+            },
+            [],
+        ),
+    ],
+)
+def test_extended_resources(compute: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    assert check(ctx("training", {"image": IMAGE, "compute": compute})) == problems
