@@ -561,6 +561,8 @@ def test_one_mistake_does_not_hide_the_next() -> None:
         f"rules.{GPU}.options[3]",
         f"rules.{GPU}.options[4].displayed",
     }
+    problems = _problems(rules={"preemptibility": {"options": ["sometimes", "never"]}})
+    assert set(problems) == {"rules.preemptibility.options[0]", "rules.preemptibility.options[1]"}
     # An unknown field, a group's cross-field check and a missing field are left to others,
     # and the spec model's later findings still count.
     assert set(_problems({"compute": {"bogus": 1}, "priorityClass": 5})) == {

@@ -440,3 +440,21 @@ def test_tolerations_kubernetes_would_refuse(
 )
 def test_extended_resources(compute: dict[str, Any], problems: list[tuple[str, str]]) -> None:
     assert check(ctx("training", {"image": IMAGE, "compute": compute})) == problems
+
+
+@pytest.mark.parametrize("image", ["nvcr.io/x ", " nvcr.io/x", "nvcr.io/x\n"])
+def test_an_image_with_surrounding_whitespace_is_refused(image: str) -> None:
+    assert check(ctx("training", {"image": image})) == [
+        ("image", "image must not have leading or trailing whitespace")
+    ]
+
+
+@pytest.mark.parametrize(("size", "refused"), [(256 * 1024, False), (256 * 1024 + 1, True)])
+def test_annotations_may_total_256_kib(size: int, refused: bool) -> None:
+    # Keys and values together, as the API server counts them: nine keys of 2 bytes.
+    values = size - 9 * 2
+    annotations = {f"k{i}": "x" * min(30_000, values - 30_000 * i) for i in range(9)}
+    assert sum(len(k) + len(v) for k, v in annotations.items()) == size
+    context = ctx("training", {"image": IMAGE, "annotations": annotations})
+    expected = [("annotations", f"annotations total {size} bytes, more than 256 KiB")]
+    assert check_names(context) == (expected if refused else [])
