@@ -644,7 +644,6 @@ def test_a_policy_of_up_to_ten_thousand_values_is_checked_field_by_field() -> No
     # Too many for the spec model, which says so at the field.
     assert set(_problems(defaults=_labels(10_000))) == {"defaults.labels"}
     assert set(_problems(defaults=_variables(3333))) == {"defaults.environmentVariables"}
-    assert set(_problems(rules={"labels": {"required": True, "canEdit": True}})) == set()
 
 
 @pytest.mark.parametrize("document", [_labels(10_001), _variables(3334)])
@@ -660,7 +659,8 @@ def test_a_policy_of_more_than_ten_thousand_values_is_refused_at_once(
 
 
 def test_a_pattern_may_compile_to_at_most_8_mib() -> None:
-    # A letter class repeated 400 times fits RE2's program in 8 MiB; 450 times does not.
+    # A letter class repeated 400 times fits RE2's program in 8 MiB (not in 7); 450 times does
+    # not (but in 9). Measured with google-re2 1.1.20251105: another RE2 may need them anew.
     assert _problems(rules={"image": {"pattern": r"\pL{400}"}}) == {}
     assert _problems(rules={"image": {"pattern": r"\pL{450}"}}) == {
         "rules.image.pattern": "is not a valid regular expression: pattern too large - compile "
