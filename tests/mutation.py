@@ -4,13 +4,14 @@ cosmic-ray makes mutants of each module in :data:`MODULES` with the operators of
 :data:`OPERATORS` (flipped comparisons, ``and``/``or``, negations, ±1 on constants, swapped
 booleans, ``break``/``continue`` and loops that never run), runs a fixed-seed sample of them
 against the module's fast tests (no database, no property tests, so that a result never depends
-on a random draw), and prints the share killed per module with each survivor. It exits 1 when a
-module is below ``--min-score``.
+on a random draw), and prints each survivor and, per module, the share killed of the mutants not
+judged equivalent (``tests/mutation_equivalents.yaml``). It exits 1 when a module is below
+``--min-score``.
 
 The run happens in copies of ``app`` and ``tests`` under ``.cache/mutation``, one per worker,
 because cosmic-ray rewrites the module on disk while its tests run: the work tree is never
 touched, so an interrupted run leaves nothing mutated behind. ``tests/README.md`` has the
-figures and the survivors judged equivalent.
+figures.
 """
 
 from __future__ import annotations
@@ -140,14 +141,27 @@ def free_port() -> int:
         return port
 
 
+def serve_worker(port: int) -> None:
+    """cosmic-ray's HTTP worker, on the loopback interface only: ``cosmic-ray http-worker``
+    listens on every interface, and a request to it names a command to run."""
+    from aiohttp import web
+    from cosmic_ray.distribution.http import handle_mutate_and_test
+
+    app = web.Application()
+    app.add_routes([web.post("/", handle_mutate_and_test)])
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+
+
 def start_workers(copies: list[Path]) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    """One ``cosmic-ray http-worker`` per copy, on a free loopback port."""
+    """One worker per copy, on a free loopback port."""
     workers, ports = [], []
     for copy in copies:
         port = free_port()
-        log = (WORKSPACE / f"{copy.name}.log").open("wb")
-        command = [COSMIC_RAY, "http-worker", "--port", str(port)]
-        workers.append(subprocess.Popen(command, cwd=copy, stdout=log, stderr=subprocess.STDOUT))
+        with (WORKSPACE / f"{copy.name}.log").open("wb") as log:
+            command = [sys.executable, "-m", "tests.mutation", "--serve", str(port)]
+            workers.append(
+                subprocess.Popen(command, cwd=copy, stdout=log, stderr=subprocess.STDOUT)
+            )
         ports.append(port)
     for port in ports:
         deadline = time.monotonic() + 30
@@ -260,8 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=150, help="mutants per module (0: all)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--min-score", type=float, default=90.0)
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("modules", nargs="*", help="a subset of the modules (default: all)")
     args = parser.parse_args(argv)
+    if args.serve:
+        serve_worker(args.serve)
+        return 0
     modules = {m: t for m, t in MODULES.items() if not args.modules or m in args.modules}
     if not modules:
         parser.error(f"no such module; choose among {', '.join(MODULES)}")

@@ -1,5 +1,5 @@
-"""The storable check's shortcut agrees with its walk: a body it passes without walking has
-nothing the walk would find, and every kind of unstorable value makes it walk."""
+"""app.storable: every unstorable value found wherever it hides and named by its path, and the
+shortcut agrees with the walk (a body it passes without walking has nothing the walk would find)."""
 
 from __future__ import annotations
 

@@ -95,6 +95,7 @@ RULE_CASES: list[tuple[str, dict[str, Any], Any, str | None]] = [
     ("compute.cpuMemoryRequest", {"min": "1Ki"}, 0, "min"),
     # not a quantity at all: the spec model reports it, not the policy
     ("compute.cpuMemoryRequest", {"min": "1Ki"}, -5, None),
+    ("compute.cpuMemoryRequest", {"min": "1Ki"}, -0.5, None),
     ("compute.cpuMemoryRequest", {"max": "8Gi"}, True, None),
     ("compute.cpuMemoryRequest", {"max": "8Gi"}, "lots", None),
     (GPU, {"max": 4}, True, None),
@@ -379,7 +380,7 @@ def test_can_add_false_names_the_items_the_policy_allows() -> None:
 
 
 def test_a_map_submitted_as_something_else_is_left_to_the_spec_model() -> None:
-    resolution = _apply({"labels": "team=nlp"}, defaults={"labels": {"team": "x"}})
+    resolution = _apply({"labels": "team=nlp"}, defaults={"labels": {"owner": "x"}})
     assert resolution.spec == {"labels": "team=nlp"}
     assert resolution.applied_defaults == []
 

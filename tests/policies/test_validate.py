@@ -561,6 +561,8 @@ def test_one_mistake_does_not_hide_the_next() -> None:
         f"rules.{GPU}.options[3]",
         f"rules.{GPU}.options[4].displayed",
     }
+    problems = _problems(rules={"preemptibility": {"options": ["sometimes", "never"]}})
+    assert set(problems) == {"rules.preemptibility.options[0]", "rules.preemptibility.options[1]"}
     # An unknown field, a group's cross-field check and a missing field are left to others,
     # and the spec model's later findings still count.
     assert set(_problems({"compute": {"bogus": 1}, "priorityClass": 5})) == {
@@ -642,7 +644,6 @@ def test_a_policy_of_up_to_ten_thousand_values_is_checked_field_by_field() -> No
     # Too many for the spec model, which says so at the field.
     assert set(_problems(defaults=_labels(10_000))) == {"defaults.labels"}
     assert set(_problems(defaults=_variables(3333))) == {"defaults.environmentVariables"}
-    assert set(_problems(rules={"labels": {"required": True, "canEdit": True}})) == set()
 
 
 @pytest.mark.parametrize("document", [_labels(10_001), _variables(3334)])
@@ -658,7 +659,8 @@ def test_a_policy_of_more_than_ten_thousand_values_is_refused_at_once(
 
 
 def test_a_pattern_may_compile_to_at_most_8_mib() -> None:
-    # A letter class repeated 400 times fits RE2's program in 8 MiB; 450 times does not.
+    # A letter class repeated 400 times fits RE2's program in 8 MiB (not in 7); 450 times does
+    # not (but in 9). Measured with google-re2 1.1.20251105: another RE2 may need them anew.
     assert _problems(rules={"image": {"pattern": r"\pL{400}"}}) == {}
     assert _problems(rules={"image": {"pattern": r"\pL{450}"}}) == {
         "rules.image.pattern": "is not a valid regular expression: pattern too large - compile "

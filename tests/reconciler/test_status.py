@@ -104,8 +104,9 @@ def test_every_phase_has_a_fixture() -> None:
         ("statefulset", {"Creating", "Pending", "Initializing", "Running", "Degraded",
                          "Stopping", "Stopped", "Resuming", "Failed", "Unknown"}),
         ("deployment", {"Pending", "Initializing", "Running", "Degraded", "Failed", "Stopped",
-                        "Deleting"}),
-        ("pytorchjob", {"Pending", "Running", "Degraded", "Completed", "Failed", "Stopping"}),
+                        "Resuming", "Deleting"}),
+        ("pytorchjob", {"Pending", "Initializing", "Running", "Degraded", "Completed", "Failed",
+                        "Stopping"}),
         ("tfjob", {"Running", "Degraded", "Completed", "Failed", "Stopped"}),
         ("mpijob", {"Pending", "Running", "Completed", "Failed", "Stopped"}),
         # Captured from the real operators and Job controller (tests/kube).

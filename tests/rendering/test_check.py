@@ -77,6 +77,10 @@ def test_context_names(changes: dict[str, Any], field: str) -> None:
         ({"priorityClass": "High"}, "priorityClass"),
         ({"storage": {"pvc": [{"claimName": "Data", "path": "/d"}]}}, "storage.pvc[0].claimName"),
         ({"tolerations": [{"key": "a b", "operator": "Exists"}]}, "tolerations[0].key"),
+        (
+            {"tolerations": [{"key": "gpu", "value": "a b", "effect": "NoSchedule"}]},
+            "tolerations[0].value",
+        ),
     ],
 )
 def test_user_names_and_labels(spec: dict[str, Any], field: str) -> None:
@@ -384,3 +388,73 @@ def test_worker_problems_are_not_repeated_for_the_master() -> None:
     }
     problems = check(ctx("distributed", spec))
     assert fields(problems) == ["labels"]
+
+
+@pytest.mark.parametrize(
+    ("tolerations", "problems"),
+    [
+        ([{"key": "gpu", "operator": "Equal", "value": "a100", "effect": "NoSchedule"}], []),
+        ([{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}], []),
+        ([{"key": "", "operator": "Exists"}], []),  # tolerate every taint
+        ([{"key": "gpu", "operator": "Exists", "effect": "NoExecute", "seconds": 60}], []),
+        (
+            [{"key": "gpu", "operator": "Exists", "value": "a100"}],
+            [("tolerations[0].value", "value must be empty when operator is Exists")],
+        ),
+        (
+            [{"key": "", "value": "a100"}],
+            [("tolerations[0].operator", "operator must be Exists when key is empty")],
+        ),
+        (
+            [{"key": "gpu", "operator": "Exists", "seconds": 60}],
+            [("tolerations[0].seconds", "seconds applies only to effect NoExecute")],
+        ),
+        (
+            [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule", "seconds": 60}],
+            [("tolerations[0].seconds", "seconds applies only to effect NoExecute")],
+        ),
+    ],
+)
+def test_tolerations_kubernetes_would_refuse(
+    tolerations: list[dict[str, Any]], problems: list[tuple[str, str]]
+) -> None:
+    assert check(ctx("training", {"image": IMAGE, "tolerations": tolerations})) == problems
+
+
+@pytest.mark.parametrize(
+    ("compute", "problems"),
+    [
+        ({"extendedResources": [{"resource": "example.com/fpga", "quantity": "1"}]}, []),
+        (
+            {"extendedResources": [{"resource": "hugepages-2Mi", "quantity": "1Gi"}]},
+            [("compute.extendedResources[0].resource", "hugepages need a cpu or memory request")],
+        ),
+        (
+            {
+                "cpuMemoryRequest": "2Gi",
+                "extendedResources": [{"resource": "hugepages-2Mi", "quantity": "1Gi"}],
+            },
+            [],
+        ),
+    ],
+)
+def test_extended_resources(compute: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    assert check(ctx("training", {"image": IMAGE, "compute": compute})) == problems
+
+
+@pytest.mark.parametrize("image", ["nvcr.io/x ", " nvcr.io/x", "nvcr.io/x\n"])
+def test_an_image_with_surrounding_whitespace_is_refused(image: str) -> None:
+    assert check(ctx("training", {"image": image})) == [
+        ("image", "image must not have leading or trailing whitespace")
+    ]
+
+
+@pytest.mark.parametrize(("size", "refused"), [(256 * 1024, False), (256 * 1024 + 1, True)])
+def test_annotations_may_total_256_kib(size: int, refused: bool) -> None:
+    # Keys and values together, as the API server counts them: nine keys of 2 bytes.
+    values = size - 9 * 2
+    annotations = {f"k{i}": "x" * min(30_000, values - 30_000 * i) for i in range(9)}
+    assert sum(len(k) + len(v) for k, v in annotations.items()) == size
+    context = ctx("training", {"image": IMAGE, "annotations": annotations})
+    expected = [("annotations", f"annotations total {size} bytes, more than 256 KiB")]
+    assert check_names(context) == (expected if refused else [])

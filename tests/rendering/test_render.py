@@ -98,6 +98,13 @@ def test_node_pools_and_type_use_the_configured_label_keys() -> None:
     assert weights == [100, 99]
 
 
+def test_one_pool_or_a_node_type_alone_needs_no_preference() -> None:
+    for spec in ({"nodeType": "t4"}, {"nodePools": ["a"]}):
+        job = render(ctx("training", {"image": IMAGE, **spec}))[0]
+        node = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+        assert list(node) == ["requiredDuringSchedulingIgnoredDuringExecution"]
+
+
 def test_no_affinity_without_pools_or_type() -> None:
     job = render(ctx("training", {"image": IMAGE}))[0]
     assert "affinity" not in job["spec"]["template"]["spec"]
@@ -152,7 +159,9 @@ def test_kai_renders_scheduler_name_queue_and_fraction() -> None:
     assert "resources" not in only_container(template)
 
 
-@pytest.mark.parametrize(("quantity", "mib"), [("10Gi", "10240"), ("1G", "954"), ("1", "1")])
+@pytest.mark.parametrize(
+    ("quantity", "mib"), [("10Gi", "10240"), ("1G", "954"), ("1", "1"), ("0", "1")]
+)
 def test_kai_gpu_memory_is_in_mib_rounded_up(quantity: str, mib: str) -> None:
     spec = {"image": IMAGE, "compute": {"gpuMemoryRequest": quantity}}
     job = render(ctx("training", spec, scheduler="kai"))[0]
@@ -205,6 +214,41 @@ def test_a_tool_port_already_listed_is_not_duplicated() -> None:
     }
     manifests = render(ctx("interactive", spec))
     assert [m["metadata"]["name"] for m in manifests] == ["resnet-nodeport", "resnet"]
+
+
+def test_each_container_port_is_declared_once() -> None:
+    spec = {
+        "image": IMAGE,
+        "ports": [
+            {"name": "http", "container": 8080},
+            {"name": "http-public", "container": 8080, "serviceType": "NodePort"},
+            {"name": "metrics", "container": 9090},
+        ],
+    }
+    sts = by_kind(render(ctx("interactive", spec)))["StatefulSet"]
+    assert only_container(sts["spec"]["template"])["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+
+
+def test_read_only_volumes_are_mounted_read_only() -> None:
+    spec = {
+        "image": IMAGE,
+        "storage": {
+            "pvc": [{"claimName": "data", "path": "/data", "readOnly": True}],
+            "hostPath": [
+                {"name": "models", "path": "/srv/models", "mountPath": "/models", "readOnly": True},
+                {"name": "scratch", "path": "/srv/scratch", "mountPath": "/scratch"},
+            ],
+        },
+    }
+    pod = render(ctx("training", spec))[0]["spec"]["template"]
+    assert only_container(pod)["volumeMounts"] == [
+        {"name": "pvc-0", "mountPath": "/data", "readOnly": True},
+        {"name": "hostpath-0", "mountPath": "/models", "readOnly": True},
+        {"name": "hostpath-1", "mountPath": "/scratch"},
+    ]
 
 
 def test_stopped_interactive_scales_to_zero() -> None:
