@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from app.db import Conn
 from app.sql import columns, fetch_all, fetch_one, in_scope
@@ -20,9 +20,7 @@ class ProjectRow:
     name: str
     namespace: str
     description: str
-    quota_gpu: Decimal | None
-    quota_cpu: str | None
-    quota_memory: str | None
+    quota: dict[str, Any]
     node_pools: list[str]
     queue: str | None
     scheduler: str | None
@@ -50,8 +48,13 @@ async def get_by_name(conn: Conn, name: str, *, scope: list[str] | None) -> Proj
     )
 
 
+def _json_columns(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: Jsonb(v) if k == "quota" else v for k, v in values.items()}
+
+
 async def insert(conn: Conn, values: dict[str, Any]) -> ProjectRow:
     """Insert a project from ``values`` (column -> value); the database fills the rest."""
+    values = _json_columns(values)
     names = ", ".join(values)
     placeholders = ", ".join(f"%({k})s" for k in values)
     try:
@@ -69,6 +72,7 @@ async def insert(conn: Conn, values: dict[str, Any]) -> ProjectRow:
 
 
 async def update(conn: Conn, project_id: uuid.UUID, values: dict[str, Any]) -> ProjectRow:
+    values = _json_columns(values)
     assignments = "".join(f"{k} = %({k})s, " for k in values)
     row = await fetch_one(
         conn,

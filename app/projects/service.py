@@ -11,7 +11,7 @@ from app.db import Conn
 from app.errors import Conflict
 from app.projects import repository, schemas
 from app.projects.repository import ProjectRow
-from app.schemas import PageParams, decode_cursor, encode_cursor
+from app.schemas import ApiModel, PageParams, decode_cursor, encode_cursor
 from app.sql import page, scope
 
 
@@ -21,9 +21,7 @@ def to_read(project: ProjectRow) -> schemas.Project:
         name=project.name,
         namespace=project.namespace,
         description=project.description,
-        quota=schemas.QuotaRead(
-            gpu=project.quota_gpu, cpu=project.quota_cpu, memory=project.quota_memory
-        ),
+        quota=quota_read(project.quota),
         node_pools=list(project.node_pools),
         queue=project.queue or project.name,
         scheduler=project.scheduler,
@@ -40,9 +38,22 @@ async def get_by_name(conn: Conn, name: str, *, visible_to: Principal) -> Projec
     return project
 
 
+def quota_read(doc: dict[str, Any]) -> schemas.QuotaRead:
+    """The stored quota as the API reads it: GPUs as numbers, CPU and memory as written."""
+
+    def entry(resource: str, model: type[ApiModel]) -> Any:
+        stored = doc.get(resource)
+        return None if not stored else model.model_validate(stored)
+
+    return schemas.QuotaRead(
+        gpu=entry("gpu", schemas.GpuQuotaRead),
+        cpu=entry("cpu", schemas.QuantityQuotaRead),
+        memory=entry("memory", schemas.QuantityQuotaRead),
+    )
+
+
 def _quota_columns(quota: schemas.Quota | None) -> dict[str, Any]:
-    quota = quota or schemas.Quota()
-    return {"quota_gpu": quota.gpu, "quota_cpu": quota.cpu, "quota_memory": quota.memory}
+    return {"quota": quota.document() if quota is not None else {}}
 
 
 async def create(conn: Conn, data: schemas.ProjectCreate) -> ProjectRow:
