@@ -76,6 +76,8 @@ DECISIONS: Mapping[tuple[str, str], Decision] = {
     ("POST", _WORKLOAD + "/suspend"): _d("researcher", "resource", "suspend workloads"),
     ("POST", _WORKLOAD + "/resume"): _d("researcher", "resource", "resume workloads"),
     ("DELETE", _WORKLOAD): _d("researcher", "resource", "delete workloads"),
+    # The cluster: every principal may see what capacity there is (as in Run:ai).
+    ("GET", _P + "/nodepools"): _d("viewer", "global", "read node pools"),
     # Tokens and audit
     ("POST", _P + "/tokens"): _d("admin", "global", "create tokens"),
     ("GET", _P + "/tokens"): _d("admin", "global", "list tokens"),

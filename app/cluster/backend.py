@@ -66,12 +66,14 @@ class Observed:
 
 @dataclass
 class Observation:
-    """Everything managed, grouped by workload id; how many list calls it took; and which
-    workloads' objects changed since the previous observation (None: any may have)."""
+    """Everything managed, grouped by workload id; how many list calls it took; which
+    workloads' objects changed since the previous observation (None: any may have); and the
+    cluster's Nodes (None: this backend cannot tell)."""
 
     workloads: Mapping[str, Observed]
     list_calls: int
     changed: frozenset[str] | None = None
+    nodes: Sequence[Manifest] | None = None
 
     def of(self, workload_id: str) -> Observed:
         return self.workloads.get(workload_id) or Observed()

@@ -65,19 +65,24 @@ def _object_path(kind: Kind, namespace: str | None, name: str) -> str:
     return f"{_collection_path(kind, namespace)}/{quote(name, safe='')}"
 
 
-# What observe() lists, one call per kind per cycle: the managed kinds, then their pods (which
-# carry the workload labels from the pod templates). An unknown kind is refused before any call,
-# so that no permission outside REQUIRED_PERMISSIONS is ever needed.
+# What observe() lists and then watches, one informer per kind: the managed kinds, then their
+# pods (which carry the workload labels from the pod templates), by the managed-by label. An
+# unknown kind is refused before any call, so that no permission outside REQUIRED_PERMISSIONS is
+# ever needed.
 OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*kinds.MANAGED, kinds.POD)
+# Watched whole, as nothing of them carries Runplane's labels: the Nodes (node pools), and
+# Kueue's Workloads, matched to the jobs they queue by their owner's uid.
+CLUSTER_KINDS: Final[tuple[Kind, ...]] = (kinds.NODE, kinds.KUEUE_WORKLOAD)
+WATCHED_KINDS: Final[tuple[Kind, ...]] = (*OBSERVED_KINDS, *CLUSTER_KINDS)
 
 # Server-side apply needs "patch", and also "create" when the object does not exist yet (the API
-# server authorizes that create separately). observe() needs "list" (it never watches or gets);
+# server authorizes that create separately). observe() needs "list" and "watch" (never "get");
 # delete() needs "delete". Discovery (/api, /apis/...) is open to every authenticated user through
 # the built-in system:discovery role, so it needs no rule.
 Permission = tuple[str, str, str]  # (API group, resource, verb)
 REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
     {(k.group, k.plural, verb) for k in kinds.MANAGED for verb in ("create", "patch", "delete")}
-    | {(k.group, k.plural, "list") for k in OBSERVED_KINDS}
+    | {(k.group, k.plural, verb) for k in WATCHED_KINDS for verb in ("list", "watch")}
 )
 # Only with create_namespaces=True: a POST that tolerates 409, so no "get" is needed either.
 NAMESPACE_PERMISSIONS: Final[frozenset[Permission]] = frozenset({("", "namespaces", "create")})
@@ -266,6 +271,11 @@ class KubernetesBackend:
         # index (observe) stays as it was.
         self._informers: dict[Kind, Informer] = {}
         self._index: dict[str, _Entry] = {}
+        # Kueue's Workloads by the uid of the job they queue, and which workload owns each of
+        # the managed objects' uids: a Kueue Workload joins its job's workload when observed.
+        self._queued: dict[str, Manifest] = {}
+        self._owners: dict[str, str] = {}
+        self._memo: dict[str, tuple[_Entry, tuple[Manifest, ...], Observed]] = {}
         self._changed: set[str] = set()
         self._index_lock = threading.Lock()
         self._stop = threading.Event()
@@ -377,17 +387,21 @@ class KubernetesBackend:
                 f"the watched cache of {names} does not follow the API server: "
                 f"{next(iter(stale.values()))}"
             )
+        if len(self._memo) > len(self._index):
+            self._memo = {k: v for k, v in self._memo.items() if k in self._index}
         with self._index_lock:
             index = dict(self._index)
+            queued = dict(self._queued)
             changed = self._changed
             self._changed = set()
         lists = sum(i.lists for i in self._informers.values())
         calls, self._lists_seen = lists - self._lists_seen, lists
         first, self._observed = not self._observed, True
         return Observation(
-            workloads=_Snapshot(index),
+            workloads=_Snapshot(index, queued, self._memo),
             list_calls=calls,
             changed=None if first else frozenset(changed),
+            nodes=self._informers[kinds.NODE].snapshot(),
         )
 
     def watch(self, wake: Callable[[], None]) -> None:
@@ -402,18 +416,43 @@ class KubernetesBackend:
     def _start(self) -> None:
         if self._informers:
             return
-        for kind in OBSERVED_KINDS:
+        for kind in WATCHED_KINDS:
+            managed = kind not in CLUSTER_KINDS
+            on_change = {
+                kinds.NODE: self._changed_node,
+                kinds.KUEUE_WORKLOAD: self._changed_queued,
+            }.get(kind, functools.partial(self._changed_object, kind))
             self._informers[kind] = Informer(
                 kind.plural,
-                lister=functools.partial(self._list, kind),
+                lister=functools.partial(self._list, kind, managed=managed),
                 watch_func=self._watch_func(kind),
-                on_change=functools.partial(self._changed_object, kind),
+                on_change=on_change,
                 watch_seconds=self.watch_seconds,
                 stall_seconds=self.stall_seconds,
-                selector=MANAGED_SELECTOR,
+                selector=MANAGED_SELECTOR if managed else None,
                 recheck_missing=self.missing_kind_ttl,
             )
         run_all(self._informers.values(), self._stop)
+
+    def _changed_node(self, before: Manifest | None, after: Manifest | None) -> None:
+        if self._wake is not None:
+            self._wake()
+
+    def _changed_queued(self, before: Manifest | None, after: Manifest | None) -> None:
+        """Keep Kueue's Workloads by the uid of the job each queues (in the informer's thread)."""
+        with self._index_lock:
+            for owner in _owner_uids(before):
+                if self._queued.get(owner) is before:
+                    del self._queued[owner]
+            if after is not None:
+                for owner in _owner_uids(after):
+                    self._queued[owner] = after
+            for owner in {*_owner_uids(before), *_owner_uids(after)}:
+                workload_id = self._owners.get(owner)
+                if workload_id is not None:
+                    self._changed.add(workload_id)
+        if self._wake is not None:
+            self._wake()
 
     def _changed_object(self, kind: Kind, before: Manifest | None, after: Manifest | None) -> None:
         """Keep the by-workload index in step with an informer (in the informer's thread)."""
@@ -437,8 +476,12 @@ class KubernetesBackend:
                         obj.setdefault("apiVersion", kind.api_version)
                         obj.setdefault("kind", kind.kind)
                         objects[(kind.kind, *name)] = obj
+                        if uid := meta.get("uid"):
+                            self._owners[str(uid)] = workload_id
                     else:
                         objects.pop((kind.kind, *name), None)
+                        if uid := meta.get("uid"):
+                            self._owners.pop(str(uid), None)
                 if objects or pods:
                     self._index[workload_id] = (objects, pods)
                 else:
@@ -453,10 +496,12 @@ class KubernetesBackend:
         (which answers plain dicts, and serves built-in groups as well)."""
         if kind.group == "":
             core = CoreV1Api(self.api_client)
-            found: Callable[..., Any] = {
+            by_plural: dict[str, Callable[..., Any]] = {
                 "pods": core.list_pod_for_all_namespaces,
                 "services": core.list_service_for_all_namespaces,
-            }[kind.plural]
+                "nodes": core.list_node,
+            }
+            found = by_plural[kind.plural]
             return found
         group, version = kind.api_version.split("/")
         custom = CustomObjectsApi(self.api_client)
@@ -546,11 +591,11 @@ class KubernetesBackend:
 
     # --- observe --------------------------------------------------------------------------------
 
-    def _list(self, kind: Kind) -> tuple[list[Manifest], str]:
-        """Every managed object of a kind across namespaces, page by page, and the list's
-        resourceVersion (to watch from). Raises :class:`NotServed` for a kind the cluster does
-        not serve. A continue token that expired (410: the snapshot was compacted away)
-        restarts the list."""
+    def _list(self, kind: Kind, *, managed: bool = True) -> tuple[list[Manifest], str]:
+        """Every managed object of a kind across namespaces (every object, not ``managed``),
+        page by page, and the list's resourceVersion (to watch from). Raises
+        :class:`NotServed` for a kind the cluster does not serve. A continue token that expired
+        (410: the snapshot was compacted away) restarts the list."""
         what = f"list {kind.plural}"
         if not self._served(kind):
             raise NotServed(kind.key)
@@ -558,7 +603,9 @@ class KubernetesBackend:
             items: list[Manifest] = []
             token: str | None = None
             while True:
-                query = [("labelSelector", MANAGED_SELECTOR), ("limit", str(self.page_size))]
+                query = [("limit", str(self.page_size))]
+                if managed:
+                    query.insert(0, ("labelSelector", MANAGED_SELECTOR))
                 if token:
                     query.append(("continue", token))
                 status, data = self._call("GET", _collection_path(kind), query=query, what=what)
@@ -678,16 +725,49 @@ def _workload_of(obj: Mapping[str, Any] | None) -> str | None:
     return str(workload_id) if workload_id else None
 
 
+def _owner_uids(obj: Mapping[str, Any] | None) -> list[str]:
+    if obj is None:
+        return []
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or ()
+    return [str(o["uid"]) for o in owners if isinstance(o, dict) and o.get("uid")]
+
+
 class _Snapshot(Mapping[str, Observed]):
     """The cache as it was when observed, by workload id; each :class:`Observed` is made when it
-    is looked at, so that a cycle pays only for the workloads it reads."""
+    is looked at, so that a cycle pays only for the workloads it reads, with the Kueue Workload
+    that queues one of its objects among its objects. While a workload's entry is the same,
+    the same :class:`Observed` is handed out (``memo``), so readers can tell what changed by
+    identity."""
 
-    def __init__(self, index: dict[str, _Entry]) -> None:
+    def __init__(
+        self,
+        index: dict[str, _Entry],
+        queued: dict[str, Manifest],
+        memo: dict[str, tuple[_Entry, tuple[Manifest, ...], Observed]],
+    ) -> None:
         self._index = index
+        self._queued = queued
+        self._memo = memo
 
     def __getitem__(self, workload_id: str) -> Observed:
-        objects, pods = self._index[workload_id]
-        return Observed(objects=list(objects.values()), pods=list(pods.values()))
+        entry = self._index[workload_id]
+        objects, pods = entry
+        extra = tuple(
+            q
+            for o in objects.values()
+            if (q := self._queued.get(str((o.get("metadata") or {}).get("uid")))) is not None
+        )
+        kept = self._memo.get(workload_id)
+        if (
+            kept is not None
+            and kept[0] is entry
+            and len(kept[1]) == len(extra)
+            and all(a is b for a, b in zip(kept[1], extra, strict=True))
+        ):
+            return kept[2]
+        observed = Observed(objects=[*objects.values(), *extra], pods=list(pods.values()))
+        self._memo[workload_id] = (entry, extra, observed)
+        return observed
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)

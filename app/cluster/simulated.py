@@ -133,6 +133,7 @@ class SimulatedBackend:
         # Parsed manifests by workload, valid while the row's xmin (its last writer) is the same:
         # a steady cycle reads a few small columns instead of every workload's manifests.
         self._manifests: dict[uuid.UUID, tuple[str, list[Manifest]]] = {}
+        self._nodes = cluster.node_objects()
 
     def apply(self, *, workload_id: str, namespace: str, manifests: Sequence[Manifest]) -> None:
         problems = validate_manifests(manifests)
@@ -184,6 +185,7 @@ class SimulatedBackend:
         return Observation(
             workloads={r.key: Observed(objects=r.objects, pods=r.pods) for r in results},
             list_calls=1,
+            nodes=self._nodes,
         )
 
     def _load_manifests(self, rows: Sequence[_Placed]) -> dict[uuid.UUID, list[Manifest]]:

@@ -91,13 +91,38 @@ _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
 @dataclass(frozen=True, slots=True)
 class ClusterShape:
-    """The simulated cluster: ``nodes`` identical nodes with ``gpus_per_node`` GPUs each."""
+    """The simulated cluster: ``nodes`` identical nodes with ``gpus_per_node`` GPUs each (and
+    CPU and memory, which are shown but not scarce)."""
 
     nodes: int
     gpus_per_node: int
+    cpu_per_node: str = "64"
+    memory_per_node: str = "512Gi"
 
     def node_name(self, index: int) -> str:
         return f"sim-node-{index}"
+
+    def node_objects(self) -> list[dict[str, Any]]:
+        """The nodes as the API server shows them (the parts node pools are read from)."""
+        resources = {
+            "cpu": self.cpu_per_node,
+            "memory": self.memory_per_node,
+            GPU_RESOURCE: str(self.gpus_per_node),
+            "pods": "110",
+        }
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": self.node_name(i),
+                    "labels": {"kubernetes.io/hostname": self.node_name(i)},
+                },
+                "spec": {},
+                "status": {"allocatable": resources, "capacity": resources},
+            }
+            for i in range(self.nodes)
+        ]
 
 
 def parse_nodes(text: str) -> ClusterShape:

@@ -53,6 +53,13 @@ class Kind:
 SERVICE = Kind("v1", "Service", "services")
 POD = Kind("v1", "Pod", "pods")
 NAMESPACE = Kind("v1", "Namespace", "namespaces", namespaced=False)
+# Read, never written: what node pools are made of.
+NODE = Kind("v1", "Node", "nodes", namespaced=False)
+# Kueue's record of a job it queues (created and updated by Kueue; Runplane reads its
+# conditions, and writes only ``spec.active`` to stop and resume the job through Kueue).
+KUEUE_WORKLOAD = Kind(
+    "kueue.x-k8s.io/v1beta2", "Workload", "workloads", provided_by="Kueue (kueue.x-k8s.io)"
+)
 STATEFULSET = Kind("apps/v1", "StatefulSet", "statefulsets", owner_rank=2, stop="replicas")
 DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments", owner_rank=3, stop="replicas")
 JOB = Kind("batch/v1", "Job", "jobs", owner_rank=1, finite=True, stop="suspend")
@@ -112,7 +119,7 @@ MANAGED: tuple[Kind, ...] = (
     MPIJOB,
 )
 KUBEFLOW: tuple[Kind, ...] = tuple(k for k in MANAGED if k.replica_specs)
-_BY_TYPE = {(k.api_version, k.kind): k for k in (*MANAGED, POD, NAMESPACE)}
+_BY_TYPE = {(k.api_version, k.kind): k for k in (*MANAGED, POD, NAMESPACE, NODE, KUEUE_WORKLOAD)}
 # Kind names are unique among Runplane's kinds: objects read back are looked up by name alone.
 _BY_NAME = {k.kind: k for k in _BY_TYPE.values()}
 

@@ -2,6 +2,7 @@
 
 from app.models.audit import AuditEntry
 from app.models.base import Base
+from app.models.cluster_state import NodePool, ProjectUsage
 from app.models.idempotency import IdempotencyKey
 from app.models.policy import Policy
 from app.models.project import Project
@@ -14,8 +15,10 @@ __all__ = [
     "AuditEntry",
     "Base",
     "IdempotencyKey",
+    "NodePool",
     "Policy",
     "Project",
+    "ProjectUsage",
     "SimulatedWorkload",
     "Workload",
     "WorkloadEvent",

@@ -109,3 +109,33 @@ async def delete_if_idle(conn: Conn, project_id: uuid.UUID) -> bool:
         (project_id,),
     )
     return await cursor.fetchone() is not None
+
+
+# --- usage: what the reconciler observed ----------------------------------------------------------
+
+
+async def usage_of(conn: Conn, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The observed usage of these projects (those without any are left out)."""
+    cursor = await conn.execute(
+        "SELECT project, usage FROM project_usage WHERE project = ANY(%s)", (names,)
+    )
+    return dict(await cursor.fetchall())
+
+
+async def write_usage(
+    conn: Conn, changed: dict[str, dict[str, Any]], *, keep: list[str] | None = None
+) -> None:
+    """Store each project's new usage (projects that no longer exist are skipped); with
+    ``keep``, forget the usage of every project not in it."""
+    if changed:
+        await conn.execute(
+            """
+            INSERT INTO project_usage (project, usage)
+            SELECT p.name, x.value FROM jsonb_each(%s::jsonb) AS x
+            JOIN projects p ON p.name = x.key
+            ON CONFLICT (project) DO UPDATE SET usage = excluded.usage, updated_at = now()
+            """,
+            (Jsonb(changed),),
+        )
+    if keep is not None:
+        await conn.execute("DELETE FROM project_usage WHERE project <> ALL(%s)", (keep,))

@@ -51,7 +51,10 @@ async def list_projects(
     page: Annotated[PageParams, Depends(page_params)],
 ) -> schemas.ProjectPage:
     rows, nxt = await service.list_page(conn, page, visible_to=principal)
-    return schemas.ProjectPage(items=[service.to_read(p) for p in rows], next=nxt)
+    usage = await service.usage_of(conn, rows)
+    return schemas.ProjectPage(
+        items=[service.to_read(p, usage.get(p.name)) for p in rows], next=nxt
+    )
 
 
 @router.get(
@@ -60,8 +63,9 @@ async def list_projects(
     response_model=schemas.Project,
     responses=responses(404),
 )
-async def get_project(project: ProjectDep) -> schemas.Project:
-    return service.to_read(project)
+async def get_project(conn: ConnDep, project: ProjectDep) -> schemas.Project:
+    usage = await service.usage_of(conn, [project])
+    return service.to_read(project, usage.get(project.name))
 
 
 @router.patch(
@@ -73,7 +77,9 @@ async def get_project(project: ProjectDep) -> schemas.Project:
 async def update_project(
     conn: TxDep, project: ProjectDep, body: schemas.ProjectUpdate
 ) -> schemas.Project:
-    return service.to_read(await service.update(conn, project, body))
+    updated = await service.update(conn, project, body)
+    usage = await service.usage_of(conn, [updated])
+    return service.to_read(updated, usage.get(updated.name))
 
 
 @router.delete(

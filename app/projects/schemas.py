@@ -190,12 +190,34 @@ class QuotaRead(ApiModel):
     memory: QuantityQuotaRead | None = None
 
 
+class ResourceUsage(ApiModel):
+    allocated: float = Field(description="Held by the project's scheduled pods that still run.")
+    waiting: float = Field(
+        description="Asked for by its pods not yet scheduled and its jobs waiting in a queue."
+    )
+    over_quota: float = Field(
+        description="Allocated beyond deserved: borrowed, and reclaimable (0 if not limited)."
+    )
+    over_limit: float = Field(
+        description="Allocated beyond the limit (after the quota was lowered under it)."
+    )
+
+
+class Usage(ApiModel):
+    """What the reconciler last observed: GPUs, CPU cores, memory bytes."""
+
+    gpu: ResourceUsage
+    cpu: ResourceUsage
+    memory: ResourceUsage
+
+
 class Project(ApiModel):
     id: uuid.UUID
     name: str
     namespace: str
     description: str
     quota: QuotaRead
+    usage: Usage
     node_pools: list[str]
     queue: str = Field(description="Scheduler queue in effect.")
     scheduler: Scheduler | None

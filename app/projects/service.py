@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from app.auth.access import project_not_found
 from app.auth.principal import Principal
 from app.db import Conn
+from app.domain import quota
+from app.domain.resources import ProjectUsage
 from app.errors import Conflict
 from app.projects import repository, schemas
 from app.projects.repository import ProjectRow
@@ -15,13 +18,15 @@ from app.schemas import ApiModel, PageParams, decode_cursor, encode_cursor
 from app.sql import page, scope
 
 
-def to_read(project: ProjectRow) -> schemas.Project:
+def to_read(project: ProjectRow, usage: Mapping[str, Any] | None = None) -> schemas.Project:
+    """The project as the API reads it, with ``usage`` as the reconciler stored it."""
     return schemas.Project(
         id=project.id,
         name=project.name,
         namespace=project.namespace,
         description=project.description,
         quota=quota_read(project.quota),
+        usage=usage_read(quota.from_document(project.quota), ProjectUsage.from_dict(usage)),
         node_pools=list(project.node_pools),
         queue=project.queue or project.name,
         scheduler=project.scheduler,
@@ -50,6 +55,25 @@ def quota_read(doc: dict[str, Any]) -> schemas.QuotaRead:
         cpu=entry("cpu", schemas.QuantityQuotaRead),
         memory=entry("memory", schemas.QuantityQuotaRead),
     )
+
+
+def usage_read(limits: quota.Quota, usage: ProjectUsage) -> schemas.Usage:
+    def entry(resource: quota.Resource) -> schemas.ResourceUsage:
+        allocated = usage.allocated.of(resource)
+        deserved, cap = limits.of(resource).deserved, limits.of(resource).cap
+        return schemas.ResourceUsage(
+            allocated=allocated,
+            waiting=usage.waiting.of(resource),
+            over_quota=0 if deserved is None else max(allocated - deserved, 0),
+            over_limit=0 if cap is None else max(allocated - cap, 0),
+        )
+
+    return schemas.Usage(gpu=entry("gpu"), cpu=entry("cpu"), memory=entry("memory"))
+
+
+async def usage_of(conn: Conn, projects: list[ProjectRow]) -> dict[str, dict[str, Any]]:
+    """The stored usage of these projects, by name (one query)."""
+    return await repository.usage_of(conn, [p.name for p in projects])
 
 
 def _quota_columns(quota: schemas.Quota | None) -> dict[str, Any]:

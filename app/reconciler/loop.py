@@ -17,7 +17,10 @@ notifies a new desired state (a submission, a suspend...; app.workloads.reposito
    on their way somewhere (not Running, Completed, Failed, Stopped), and of those just applied;
    every ``resync_seconds`` of all of them; write status and an event only where it changed;
 4. on those full passes, count orphans: managed objects whose workload is gone;
-5. now and then, purge what has aged: idempotency keys after 24 hours, audit entries after the
+5. work out each project's usage and each node pool's capacity from the same observation
+   (app.reconciler.usage; only the workloads whose objects changed are looked at again) and
+   store what changed;
+6. now and then, purge what has aged: idempotency keys after 24 hours, audit entries after the
    retention period.
 
 Every write is conditional on the row version the cycle read (app.workloads.repository), so a
@@ -51,9 +54,13 @@ from app.cluster.backend import (
 from app.config import Settings
 from app.db import BlockingDatabase, conninfo
 from app.domain.phases import DesiredPhase
+from app.domain.resources import ProjectUsage
+from app.nodepools import repository as node_pools_store
 from app.observability import IS_LEADER, ORPHAN_OBJECTS, RECONCILE_CYCLES, RECONCILE_DURATION
+from app.projects import repository as projects
 from app.reconciler.status import WorkloadStatus, derive_status, status_changed
-from app.rendering import stopped_form
+from app.reconciler.usage import NodePool, UsageTracker, by_project, node_pools
+from app.rendering import DEFAULT_NODE_POOL_LABEL_KEY, stopped_form
 from app.workloads import repository as workloads
 from app.workloads.repository import Event, OutboxRow, StatusWrite
 
@@ -119,6 +126,7 @@ class Reconciler:
         resync_seconds: float = 300.0,
         clock: Callable[[], datetime] = utcnow,
         after_read: Callable[[str], None] | None = None,
+        node_pool_label: str = DEFAULT_NODE_POOL_LABEL_KEY,
     ) -> None:
         self.db = db
         self.backend = backend
@@ -137,6 +145,12 @@ class Reconciler:
         # somewhere, or just applied.
         self._unsettled: set[uuid.UUID] = set()
         self._resynced_at: datetime | None = None
+        self.node_pool_label = node_pool_label
+        self._usage = UsageTracker()
+        # What the database holds (None: not known yet, so the first write replaces it all).
+        self._usage_stored: dict[str, ProjectUsage] | None = None
+        self._pools_stored: list[NodePool] | None = None
+        self._nodes_seen: object = None
         self.wake = threading.Event()
         backend.watch(self.wake.set)
         self.last_report: CycleReport | None = None
@@ -159,6 +173,8 @@ class Reconciler:
         self._update_statuses(
             observation, now=now, skip=just_applied, cluster_error=cluster_error, report=report
         )
+        if cluster_error is None:
+            self._record_usage(observation)
         self._purge(now)
         report.seconds = time.perf_counter() - started
         self.last_report = report
@@ -399,6 +415,48 @@ class Reconciler:
             self._statuses = {r.id: cached[r.id] for r in rows if r.id in cached}
         return {r.id: cached[r.id][1] for r in rows if r.id in cached}
 
+    def _record_usage(self, observation: Observation) -> None:
+        """Store each project's usage and each node pool, where they changed."""
+        parts = self._usage.update(observation)
+        nodes = observation.nodes
+        if (
+            not self._usage.changed
+            and self._usage_stored is not None
+            and _same_items(nodes, self._nodes_seen)
+        ):
+            return  # the same objects as last time: the same usage
+        self._nodes_seen = nodes
+        usage = by_project(parts)
+        stored = self._usage_stored
+        changed = {
+            name: u.to_dict()
+            for name, u in usage.items()
+            if stored is None or stored.get(name) != u
+        }
+        gone = stored is None or bool(stored.keys() - usage.keys())
+        if changed or gone:
+            self.db.run(projects.write_usage, changed, keep=list(usage) if gone else None)
+        self._usage_stored = usage
+        if nodes is None:
+            return
+        pools = node_pools(
+            nodes, (p for u in parts for p in u.placed), label_key=self.node_pool_label
+        )
+        if pools != self._pools_stored:
+            self.db.run(
+                node_pools_store.replace,
+                [
+                    {
+                        "name": p.name,
+                        "nodes": p.nodes,
+                        "allocatable": p.allocatable.to_dict(),
+                        "allocated": p.allocated.to_dict(),
+                    }
+                    for p in pools
+                ],
+            )
+            self._pools_stored = pools
+
     @staticmethod
     def _count_orphans(observation: Observation, live: set[str], report: CycleReport) -> None:
         orphans: Counter[str] = Counter()
@@ -437,6 +495,9 @@ class Reconciler:
                 try:
                     if leader is None:
                         leader = Leadership.take(self.db.db.url)
+                        if leader is not None:
+                            # Another process may have written meanwhile: write all anew.
+                            self._usage_stored = self._pools_stored = None
                     if leader is not None:
                         leader.confirm()
                         self.cycle()
@@ -518,6 +579,7 @@ def run_reconciler(settings: Settings, stop: threading.Event) -> None:
                 apply_retry_timeout=settings.apply_retry_timeout,
                 audit_retention_days=settings.audit_retention_days,
                 resync_seconds=settings.resync_seconds,
+                node_pool_label=settings.node_pool_label_key,
             ).run(stop, interval=settings.reconcile_interval)
         finally:
             backend.close()
@@ -541,6 +603,15 @@ def _unreachable(row: OutboxRow, why: str) -> _Outcome:
         message=f"The cluster is unreachable; will retry: {why}",
         reason="ClusterUnreachable",
     )
+
+
+def _same_items(a: object, b: object) -> bool:
+    """Whether two observations' node lists hold the very same objects (unchanged)."""
+    if a is b:
+        return True
+    if not isinstance(a, list | tuple) or not isinstance(b, list | tuple) or len(a) != len(b):
+        return False
+    return all(x is y for x, y in zip(a, b, strict=True))
 
 
 def _names_in_use(observation: Observation) -> dict[tuple[str, str, str], str]:

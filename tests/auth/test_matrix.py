@@ -130,6 +130,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", P + "/tokens"): lambda w, p: Req("GET", "/api/v1/tokens"),
     ("DELETE", P + "/tokens/{tokenId}"): lambda w, p: Req("DELETE", f"/api/v1/tokens/{w.victim}"),
     ("GET", P + "/audit"): lambda w, p: Req("GET", "/api/v1/audit"),
+    ("GET", P + "/nodepools"): lambda w, p: Req("GET", "/api/v1/nodepools"),
 }
 SETUPS: dict[tuple[str, str], Setup] = {
     ("DELETE", P + "/projects/{project}"): _no_active_workloads,

@@ -29,9 +29,11 @@ from app.cluster.backend import (
     ObjectRejected,
 )
 from app.cluster.kubernetes import (
+    CLUSTER_KINDS,
     NAMESPACE_PERMISSIONS,
     OBSERVED_KINDS,
     REQUIRED_PERMISSIONS,
+    WATCHED_KINDS,
     KubernetesBackend,
     Permission,
     TokenBucket,
@@ -44,7 +46,7 @@ from tests.cluster.kube_fake import FakeKubeAPI
 
 NS = samples.NAMESPACE
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-N_OBSERVED = len(OBSERVED_KINDS)
+N_OBSERVED = len(WATCHED_KINDS)
 
 
 def new_id() -> str:
@@ -386,11 +388,15 @@ def test_observe_lists_and_watches_each_kind_once_whatever_the_number_of_workloa
     calls = lists(api)
     assert sorted(r.url.path for r in calls) == sorted(
         ("/api/v1" if k.api_version == "v1" else f"/apis/{k.api_version}") + f"/{k.plural}"
-        for k in OBSERVED_KINDS
+        for k in WATCHED_KINDS
     )
-    assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in calls)
+    # Nodes and Kueue's Workloads carry no label of Runplane's: they are listed whole.
+    managed = {f"/{k.plural}" for k in OBSERVED_KINDS}
+    for r in calls:
+        selected = any(r.url.path.endswith(p) for p in managed)
+        assert r.params.get("labelSelector") == (MANAGED_SELECTOR if selected else None)
     wait_until(lambda: len(watches(api)) == N_OBSERVED, "a watch per kind")
-    assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in watches(api))
+    assert len([r for r in watches(api) if "labelSelector" not in r.params]) == len(CLUSTER_KINDS)
     assert all(r.params.get("allowWatchBookmarks") == "true" for r in watches(api))
     # More workloads arrive through the watches: no more lists, whatever their number.
     applied = apply_all_types(backend, 8, prefix="more-")
@@ -879,6 +885,8 @@ def permissions_used(requests: list[kmock.Request]) -> set[Permission]:
             used.add((group, plural, "create"))
         elif r.method == kmock.method.DELETE:
             used.add((group, plural, "delete"))
+        elif r.action == kmock.action.WATCH:
+            used.add((group, plural, "watch"))
         elif r.method == kmock.method.GET:
             used.add((group, plural, "list" if r.name is None else "get"))
     return used
@@ -896,9 +904,61 @@ def test_the_backend_uses_exactly_the_permissions_it_declares(
         backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
         applied.append((wid, manifests))
     backend.observe()
+    wait_until(lambda: len(watches(api)) == len(WATCHED_KINDS), "a watch per kind")
     for wid, manifests in applied:
         backend.delete(workload_id=wid, namespace=NS, objects=refs(manifests))
 
     used = permissions_used(api.requests())
     assert used == required_permissions(create_namespaces=create_namespaces)
     assert used == backend.permissions
+
+
+def test_observe_reads_the_nodes_whatever_their_labels(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "gpu-1", "labels": {"runplane.io/node-pool": "a100"}},
+        "status": {"allocatable": {"nvidia.com/gpu": "8"}},
+    }
+    api.put("v1/nodes", node)
+    assert [n["metadata"]["name"] for n in backend.observe().nodes or ()] == ["gpu-1"]
+    api.put("v1/nodes", {**node, "metadata": {"name": "gpu-2"}})
+    wait_until(lambda: len(backend.observe().nodes or ()) == 2, "the second node")
+
+
+def test_a_kueue_workload_joins_the_workload_of_the_job_it_queues(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    job = samples.job(wid, name="train")
+    job["metadata"]["uid"] = "job-uid-1"
+    api.put("batch/v1/jobs", job)
+    backend.observe()
+    # (The fake's watches send what exists again: let them settle.)
+    wait_until(lambda: len(watches(api)) == N_OBSERVED, "a watch per kind")
+    time.sleep(0.3)
+    first = backend.observe().of(wid)
+    assert [o["kind"] for o in first.objects] == ["Job"]
+    # While nothing changes, the same objects are handed out (usage is worked out once).
+    assert backend.observe().of(wid) is first
+    queued: dict[str, Any] = {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "Workload",
+        "metadata": {
+            "name": "job-train-1a2b3",
+            "namespace": NS,
+            "ownerReferences": [{"kind": "Job", "name": "train", "uid": "job-uid-1"}],
+        },
+        "status": {"conditions": [{"type": "QuotaReserved", "status": "False"}]},
+    }
+    api.put("kueue.x-k8s.io/v1beta2/workloads", queued)
+    wait_until(lambda: wid in (backend.observe().changed or ()), "the Kueue Workload")
+    objects = backend.observe().of(wid).objects
+    assert [o["kind"] for o in objects] == ["Job", "Workload"]
+    # Someone else's Kueue Workload joins nothing.
+    other = {**queued, "metadata": {**queued["metadata"], "name": "x", "ownerReferences": []}}
+    api.put("kueue.x-k8s.io/v1beta2/workloads", other)
+    time.sleep(0.3)
+    assert [o["kind"] for o in backend.observe().of(wid).objects] == ["Job", "Workload"]

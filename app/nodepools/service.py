@@ -1,0 +1,39 @@
+"""Node pools as the API reads them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from app.db import Conn
+from app.nodepools import repository, schemas
+from app.nodepools.repository import NodePoolRow
+from app.schemas import PageParams, decode_cursor, encode_cursor
+from app.sql import page
+
+
+def to_read(row: NodePoolRow) -> schemas.NodePool:
+    def capacity(resource: str) -> schemas.Capacity:
+        allocatable = Decimal(row.allocatable.get(resource, "0"))
+        allocated = Decimal(row.allocated.get(resource, "0"))
+        return schemas.Capacity(
+            allocatable=allocatable, allocated=allocated, free=max(allocatable - allocated, 0)
+        )
+
+    return schemas.NodePool(
+        name=row.name,
+        nodes=row.nodes,
+        gpu=capacity("gpu"),
+        cpu=capacity("cpu"),
+        memory=capacity("memory"),
+        updated_at=row.updated_at,
+    )
+
+
+async def list_page(conn: Conn, page_params: PageParams) -> tuple[list[NodePoolRow], str | None]:
+    after = None
+    if page_params.cursor:
+        (after,) = decode_cursor(page_params.cursor, 1)
+    rows = await repository.list_after(
+        conn, after=None if after is None else str(after), limit=page_params.limit + 1
+    )
+    return page(rows, page_params.limit, lambda p: encode_cursor(p.name))
