@@ -24,6 +24,7 @@ from app.cluster.backend import (
 )
 from app.cluster.simulation import ClusterShape, SimCache, SimInput, Timing, simulate
 from app.db import BlockingDatabase, Conn
+from app.domain.quota import Quota, from_document
 from app.rendering import is_stopped
 from app.rendering.validation import validate_manifests
 from app.sql import columns, fetch_all
@@ -46,6 +47,8 @@ class _Placed:
     resumed_at: datetime | None
     stopped_at: datetime | None
     scheduled_at: datetime | None
+    preempted_at: datetime | None
+    preempted_by: str | None
 
 
 async def _apply(
@@ -103,11 +106,21 @@ async def _manifests(conn: Conn, ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, 
     return await cursor.fetchall()
 
 
-async def _pin(conn: Conn, placed: list[tuple[uuid.UUID, datetime | None]]) -> None:
+async def _pin(
+    conn: Conn, placed: list[tuple[uuid.UUID, datetime | None, datetime | None, str | None]]
+) -> None:
     await conn.cursor().executemany(
-        "UPDATE simulated_workloads SET scheduled_at = %s WHERE workload_id = %s",
-        [(when, ident) for ident, when in placed],
+        "UPDATE simulated_workloads SET scheduled_at = %s, preempted_at = %s, preempted_by = %s"
+        " WHERE workload_id = %s",
+        [(when, preempted_at, by, ident) for ident, when, preempted_at, by in placed],
     )
+
+
+async def _quotas(conn: Conn) -> list[tuple[str, Any]]:
+    """Every project's quota: the simulated cluster schedules by them as KAI-Scheduler would by
+    the projects' queues."""
+    cursor = await conn.execute("SELECT name, quota FROM projects")
+    return await cursor.fetchall()
 
 
 # --- the backend --------------------------------------------------------------------------------
@@ -134,6 +147,7 @@ class SimulatedBackend:
         # a steady cycle reads a few small columns instead of every workload's manifests.
         self._manifests: dict[uuid.UUID, tuple[str, list[Manifest]]] = {}
         self._nodes = cluster.node_objects()
+        self._quotas: dict[str, tuple[Any, Quota]] = {}
 
     def apply(self, *, workload_id: str, namespace: str, manifests: Sequence[Manifest]) -> None:
         problems = validate_manifests(manifests)
@@ -160,6 +174,7 @@ class SimulatedBackend:
         now = self.clock()
         rows = self.db.run(_placed)
         manifests = self._load_manifests(rows)
+        quotas = self._load_quotas()
         inputs = [
             SimInput(
                 key=str(r.workload_id),
@@ -168,17 +183,25 @@ class SimulatedBackend:
                 resumed_at=r.resumed_at,
                 stopped_at=r.stopped_at,
                 scheduled_at=r.scheduled_at,
+                preempted_at=r.preempted_at,
+                preempted_by=r.preempted_by,
             )
             for r in rows
         ]
         results = simulate(
-            workloads=inputs, cluster=self.cluster, now=now, timing=self.timing, cache=self.cache
+            workloads=inputs,
+            cluster=self.cluster,
+            now=now,
+            timing=self.timing,
+            cache=self.cache,
+            quotas=quotas,
         )
-        # The scheduler's decisions are state: pin new placements so later ones don't move them.
+        # The scheduler's decisions are state: pin new placements and preemptions so that later
+        # ones don't move them.
         placed = [
-            (uuid.UUID(res.key), res.scheduled_at)
+            (uuid.UUID(res.key), res.scheduled_at, res.preempted_at, res.preempted_by)
             for res, inp in zip(results, inputs, strict=True)
-            if res.scheduled_at != inp.scheduled_at
+            if (res.scheduled_at, res.preempted_at) != (inp.scheduled_at, inp.preempted_at)
         ]
         if placed:
             self.db.run(_pin, placed=placed)
@@ -187,6 +210,15 @@ class SimulatedBackend:
             list_calls=1,
             nodes=self._nodes,
         )
+
+    def _load_quotas(self) -> dict[str, Quota]:
+        """The projects' quotas, parsed again only where the stored document changed."""
+        kept = self._quotas
+        self._quotas = {
+            name: kept[name] if name in kept and kept[name][0] == doc else (doc, from_document(doc))
+            for name, doc in self.db.run(_quotas)
+        }
+        return {name: entry[1] for name, entry in self._quotas.items()}
 
     def _load_manifests(self, rows: Sequence[_Placed]) -> dict[uuid.UUID, list[Manifest]]:
         cached = self._manifests
