@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -24,10 +24,13 @@ from app.cluster.backend import (
 )
 from app.cluster.simulation import ClusterShape, SimCache, SimInput, Timing, simulate
 from app.db import BlockingDatabase, Conn
-from app.domain.quota import Quota, from_document
+from app.domain.quota import QuotaBook
+from app.projects import repository as projects
 from app.rendering import is_stopped
 from app.rendering.validation import validate_manifests
 from app.sql import columns, fetch_all
+
+_TICK = timedelta(microseconds=1)
 
 
 def utcnow() -> datetime:
@@ -116,13 +119,6 @@ async def _pin(
     )
 
 
-async def _quotas(conn: Conn) -> list[tuple[str, Any]]:
-    """Every project's quota: the simulated cluster schedules by them as KAI-Scheduler would by
-    the projects' queues."""
-    cursor = await conn.execute("SELECT name, quota FROM projects")
-    return await cursor.fetchall()
-
-
 # --- the backend --------------------------------------------------------------------------------
 
 
@@ -147,18 +143,24 @@ class SimulatedBackend:
         # a steady cycle reads a few small columns instead of every workload's manifests.
         self._manifests: dict[uuid.UUID, tuple[str, list[Manifest]]] = {}
         self._nodes = cluster.node_objects()
-        self._quotas: dict[str, tuple[Any, Quota]] = {}
+        self._last_applied = datetime.min.replace(tzinfo=UTC)
+        # The projects' quotas: it schedules by them as KAI-Scheduler by the projects' queues.
+        self._quotas = QuotaBook()
 
     def apply(self, *, workload_id: str, namespace: str, manifests: Sequence[Manifest]) -> None:
         problems = validate_manifests(manifests)
         if problems:
             raise ObjectRejected("; ".join(problems[:5]))
+        # Applied in submission order (the reconciler's outbox): each a moment after the last,
+        # so that the scheduler's queues keep that order whatever the clock's resolution.
+        now = max(self.clock(), self._last_applied + _TICK)
+        self._last_applied = now
         self.db.run(
             _apply,
             workload_id=uuid.UUID(workload_id),
             namespace=namespace,
             manifests=list(manifests),
-            now=self.clock(),
+            now=now,
         )
 
     def watch(self, wake: Callable[[], None]) -> None:
@@ -174,7 +176,7 @@ class SimulatedBackend:
         now = self.clock()
         rows = self.db.run(_placed)
         manifests = self._load_manifests(rows)
-        quotas = self._load_quotas()
+        quotas = self._quotas.update(self.db.run(projects.quotas))
         inputs = [
             SimInput(
                 key=str(r.workload_id),
@@ -210,15 +212,6 @@ class SimulatedBackend:
             list_calls=1,
             nodes=self._nodes,
         )
-
-    def _load_quotas(self) -> dict[str, Quota]:
-        """The projects' quotas, parsed again only where the stored document changed."""
-        kept = self._quotas
-        self._quotas = {
-            name: kept[name] if name in kept and kept[name][0] == doc else (doc, from_document(doc))
-            for name, doc in self.db.run(_quotas)
-        }
-        return {name: entry[1] for name, entry in self._quotas.items()}
 
     def _load_manifests(self, rows: Sequence[_Placed]) -> dict[uuid.UUID, list[Manifest]]:
         cached = self._manifests

@@ -340,6 +340,7 @@ class _Static:
     waves: int
     completions: int
     project: str
+    name: str  # the workload's (its main object's)
     priority: int
     preemptible: bool
     quota_gpus: Decimal  # what its pods count against the project's quota (fractions as such)
@@ -439,6 +440,7 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
         project=str(
             _m(_m((primary or _EMPTY).get("metadata")).get("labels")).get(PROJECT_LABEL, "")
         ),
+        name=str(_m(primary.get("metadata")).get("name", "")) if primary is not None else "",
         priority=priority,
         preemptible=preemptible,
         quota_gpus=quota_gpus,
@@ -794,8 +796,8 @@ def _schedule(
                 victim.arrival = victim.entry = at + timing.schedule_seconds
                 victim.preempted_by = (
                     f"project {plan.static.project} reclaimed {what} of its deserved quota "
-                    f"for workload {plan.key}; project {victim.static.project} was over its "
-                    f"deserved {scheduling.number(q.deserved or _ZERO)}"
+                    f"for workload {plan.static.name}; project {victim.static.project} was "
+                    f"over its deserved {scheduling.number(q.deserved or _ZERO)}"
                 )
                 queues.setdefault(queue_of(victim), deque()).append(victim)
             return True

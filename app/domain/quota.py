@@ -14,7 +14,7 @@ with each amount as the client wrote it (``"500m"``, ``"64Gi"``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, get_args
@@ -121,3 +121,19 @@ def check_limit(deserved: Any, limit: Any) -> str | None:
     if amount(limit) < amount(deserved):
         return f"must be at least deserved ({deserved})"
     return None
+
+
+class QuotaBook:
+    """Projects' quotas from their stored documents, each parsed again only when it changed
+    (a reader that looks at every project each cycle pays a comparison per project)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[Any, Quota]] = {}
+
+    def update(self, rows: Iterable[tuple[str, Any]]) -> dict[str, Quota]:
+        kept = self._kept
+        self._kept = {
+            name: kept[name] if name in kept and kept[name][0] == doc else (doc, from_document(doc))
+            for name, doc in rows
+        }
+        return {name: entry[1] for name, entry in self._kept.items()}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from app.domain import kinds
 from app.domain.labels import GPU_RESOURCE, KAI_GPU_FRACTION_ANNOTATION
 from app.domain.quantity import quantity_value
 from app.domain.quota import RESOURCES, Resource
@@ -129,3 +130,45 @@ def pod_requests(pod: Mapping[str, Any]) -> Amounts:
 def template_requests(template: Mapping[str, Any]) -> Amounts:
     meta = _mapping(template.get("metadata"))
     return pod_spec_requests(_mapping(template.get("spec")), _mapping(meta.get("annotations")))
+
+
+def _count(value: Any, default: int) -> int:
+    return value if type(value) is int and value >= 0 else default
+
+
+def pod_templates(obj: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], int]]:
+    """The pod templates of a workload's main object and how many pods of each it runs at a
+    time (a Job's parallelism, a set's replicas, each Kubeflow replica type's); [] for others."""
+    kind = kinds.of(obj)
+    if kind is None or kind.owner_rank is None:
+        return []
+    spec = _mapping(obj.get("spec"))
+    if kind.replica_specs:
+        return [
+            (_mapping(rs.get("template")), _count(rs.get("replicas"), 1))
+            for rs in _mapping(spec.get(kind.replica_specs)).values()
+            if isinstance(rs, Mapping)
+        ]
+    if kind.stop == "suspend":  # a Job
+        parallelism = _count(spec.get("parallelism"), 1)
+        count = min(parallelism, _count(spec.get("completions"), parallelism))
+    else:
+        count = _count(spec.get("replicas"), 1)
+    return [(_mapping(spec.get("template")), count)]
+
+
+def workload_requests(manifests: Iterable[Mapping[str, Any]]) -> tuple[Amounts, Decimal]:
+    """What a workload's manifests ask for when they run at their size, and the GPUs of its
+    largest pod (the workload's main object: an MPIJob's launcher Job is its own)."""
+    owners = [m for m in manifests if (k := kinds.of(m)) is not None and k.owner_rank is not None]
+    if not owners:
+        return NOTHING, _ZERO
+    main = min(owners, key=lambda m: (kinds.of(m) or kinds.JOB).owner_rank or 0)
+    total: list[Amounts] = []
+    largest = _ZERO
+    for template, count in pod_templates(main):
+        one = template_requests(template)
+        total.append(one * count)
+        if count:
+            largest = max(largest, one.gpu)
+    return Amounts.total(total), largest

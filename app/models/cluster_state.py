@@ -4,9 +4,10 @@ usage and each node pool's capacity. Written when it changes, never by a request
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, func
+from sqlalchemy import DateTime, ForeignKey, Integer, Numeric, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,4 +34,7 @@ class NodePool(Base):
     # {gpu, cpu, memory} in base units as decimal strings.
     allocatable: Mapped[dict[str, Any]] = mapped_column(JSONB)
     allocated: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # GPUs of its largest node, and the most free on one node: whether a pod of a size fits.
+    largest_node: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+    largest_free: Mapped[Decimal] = mapped_column(Numeric(12, 3))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

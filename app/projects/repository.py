@@ -111,6 +111,12 @@ async def delete_if_idle(conn: Conn, project_id: uuid.UUID) -> bool:
     return await cursor.fetchone() is not None
 
 
+async def quotas(conn: Conn) -> list[tuple[str, dict[str, Any]]]:
+    """Every project's stored quota, by name (for the scheduler and the reconciler)."""
+    cursor = await conn.execute("SELECT name, quota FROM projects")
+    return await cursor.fetchall()
+
+
 # --- usage: what the reconciler observed ----------------------------------------------------------
 
 
@@ -139,3 +145,12 @@ async def write_usage(
         )
     if keep is not None:
         await conn.execute("DELETE FROM project_usage WHERE project <> ALL(%s)", (keep,))
+
+
+async def quotas_and_usage(conn: Conn) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """Every project's quota and its observed usage (None: nothing observed)."""
+    cursor = await conn.execute(
+        "SELECT p.name, p.quota, u.usage FROM projects p"
+        " LEFT JOIN project_usage u ON u.project = p.name"
+    )
+    return await cursor.fetchall()

@@ -17,9 +17,10 @@ notifies a new desired state (a submission, a suspend...; app.workloads.reposito
    on their way somewhere (not Running, Completed, Failed, Stopped), and of those just applied;
    every ``resync_seconds`` of all of them; write status and an event only where it changed;
 4. on those full passes, count orphans: managed objects whose workload is gone;
-5. work out each project's usage and each node pool's capacity from the same observation
-   (app.reconciler.usage; only the workloads whose objects changed are looked at again) and
-   store what changed;
+5. (before 3) work out each project's usage and each node pool's capacity from the same
+   observation (app.reconciler.usage; only the workloads whose objects changed are looked at
+   again), store what changed, and say why each workload that waits for GPUs waits, with the
+   figures (app.reconciler.queueing), for its status;
 6. now and then, purge what has aged: idempotency keys after 24 hours, audit entries after the
    retention period.
 
@@ -34,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -47,6 +48,7 @@ from app.cluster.backend import (
     ClusterError,
     ClusterUnreachable,
     KindNotInstalled,
+    Manifest,
     ObjectRef,
     ObjectRejected,
     Observation,
@@ -54,12 +56,22 @@ from app.cluster.backend import (
 from app.config import Settings
 from app.db import BlockingDatabase, conninfo
 from app.domain.phases import DesiredPhase
+from app.domain.quota import QuotaBook
 from app.domain.resources import ProjectUsage
+from app.domain.scheduling import Capacity
 from app.nodepools import repository as node_pools_store
 from app.observability import IS_LEADER, ORPHAN_OBJECTS, RECONCILE_CYCLES, RECONCILE_DURATION
 from app.projects import repository as projects
+from app.reconciler.queueing import Explanation, explain
 from app.reconciler.status import WorkloadStatus, derive_status, status_changed
-from app.reconciler.usage import NodePool, UsageTracker, by_project, node_pools
+from app.reconciler.usage import (
+    NodePool,
+    UsageTracker,
+    WorkloadUsage,
+    by_project,
+    capacity,
+    node_pools,
+)
 from app.rendering import DEFAULT_NODE_POOL_LABEL_KEY, stopped_form
 from app.workloads import repository as workloads
 from app.workloads.repository import Event, OutboxRow, StatusWrite
@@ -151,6 +163,8 @@ class Reconciler:
         self._usage_stored: dict[str, ProjectUsage] | None = None
         self._pools_stored: list[NodePool] | None = None
         self._nodes_seen: object = None
+        self._capacity: Capacity | None = None
+        self._quotas = QuotaBook()
         self.wake = threading.Event()
         backend.watch(self.wake.set)
         self.last_report: CycleReport | None = None
@@ -170,11 +184,15 @@ class Reconciler:
             observation = Observation(workloads={}, list_calls=0)
         report.list_calls = observation.list_calls
         just_applied = self._drain_outbox(observation, report, reachable=cluster_error is None)
+        waiting = self._usage_and_queues(observation) if cluster_error is None else {}
         self._update_statuses(
-            observation, now=now, skip=just_applied, cluster_error=cluster_error, report=report
+            observation,
+            now=now,
+            skip=just_applied,
+            cluster_error=cluster_error,
+            report=report,
+            waiting=waiting,
         )
-        if cluster_error is None:
-            self._record_usage(observation)
         self._purge(now)
         report.seconds = time.perf_counter() - started
         self.last_report = report
@@ -315,6 +333,7 @@ class Reconciler:
         skip: set[uuid.UUID],
         cluster_error: str | None,
         report: CycleReport,
+        waiting: Mapping[str, Explanation],
     ) -> None:
         full = (
             observation.changed is None
@@ -350,6 +369,7 @@ class Reconciler:
                 pending_timeout=self.pending_timeout,
                 previous=before,
                 cluster_error=cluster_error,
+                waiting=waiting.get(str(row.id)),
             )
             if status.phase not in SETTLED or row.desired_phase == "Deleted":
                 unsettled.add(row.id)
@@ -415,16 +435,30 @@ class Reconciler:
             self._statuses = {r.id: cached[r.id] for r in rows if r.id in cached}
         return {r.id: cached[r.id][1] for r in rows if r.id in cached}
 
-    def _record_usage(self, observation: Observation) -> None:
-        """Store each project's usage and each node pool, where they changed."""
+    def _usage_and_queues(self, observation: Observation) -> dict[str, Explanation]:
+        """Store each project's usage and each node pool where they changed; and say why each
+        workload that waits for GPUs waits (by workload id)."""
         parts = self._usage.update(observation)
         nodes = observation.nodes
         if (
-            not self._usage.changed
-            and self._usage_stored is not None
-            and _same_items(nodes, self._nodes_seen)
+            self._usage.changed
+            or self._usage_stored is None
+            or not _same_items(nodes, self._nodes_seen)
         ):
-            return  # the same objects as last time: the same usage
+            self._store_usage(parts.values(), nodes)
+        if not any(p.project and p.waiting.gpu for p in parts.values()):
+            return {}
+        assert self._usage_stored is not None
+        return explain(
+            parts,
+            usage=self._usage_stored,
+            quotas=self._quotas.update(self.db.run(projects.quotas)),
+            capacity=self._capacity,
+        )
+
+    def _store_usage(
+        self, parts: Collection[WorkloadUsage], nodes: Sequence[Manifest] | None
+    ) -> None:
         self._nodes_seen = nodes
         usage = by_project(parts)
         stored = self._usage_stored
@@ -438,23 +472,13 @@ class Reconciler:
             self.db.run(projects.write_usage, changed, keep=list(usage) if gone else None)
         self._usage_stored = usage
         if nodes is None:
+            self._capacity = None
             return
-        pools = node_pools(
-            nodes, (p for u in parts for p in u.placed), label_key=self.node_pool_label
-        )
+        placed = [p for u in parts for p in u.placed]
+        self._capacity = capacity(nodes, placed)
+        pools = node_pools(nodes, placed, label_key=self.node_pool_label)
         if pools != self._pools_stored:
-            self.db.run(
-                node_pools_store.replace,
-                [
-                    {
-                        "name": p.name,
-                        "nodes": p.nodes,
-                        "allocatable": p.allocatable.to_dict(),
-                        "allocated": p.allocated.to_dict(),
-                    }
-                    for p in pools
-                ],
-            )
+            self.db.run(node_pools_store.replace, [p.to_dict() for p in pools])
             self._pools_stored = pools
 
     @staticmethod

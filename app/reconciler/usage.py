@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.cluster.backend import Observation, Observed
-from app.domain import kinds
+from app.domain import kinds, scheduling
 from app.domain.labels import GPU_RESOURCE, KUEUE_QUEUE_LABEL, PROJECT_LABEL
 from app.domain.quantity import quantity_value
 from app.domain.resources import (
@@ -27,6 +27,7 @@ from app.domain.resources import (
     Amounts,
     ProjectUsage,
     pod_requests,
+    pod_templates,
     template_requests,
 )
 
@@ -41,6 +42,12 @@ class WorkloadUsage:
     allocated: Amounts = NOTHING
     waiting: Amounts = NOTHING
     placed: tuple[tuple[str, Amounts], ...] = ()  # (node name, what a pod there holds)
+    # For its place in its project's queue and why it waits: the GPUs of its largest waiting
+    # pod, its priority, whether it may be preempted, when it was created.
+    largest_waiting: Decimal = Decimal(0)
+    priority: int = 0
+    preemptible: bool = True
+    created: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,18 @@ class NodePool:
     nodes: int
     allocatable: Amounts
     allocated: Amounts
+    largest_node: Decimal = Decimal(0)  # GPUs of its largest node
+    largest_free: Decimal = Decimal(0)  # the most GPUs free on one of its nodes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "nodes": self.nodes,
+            "allocatable": self.allocatable.to_dict(),
+            "allocated": self.allocated.to_dict(),
+            "largest_node": str(self.largest_node),
+            "largest_free": str(self.largest_free),
+        }
 
     @property
     def free(self) -> Amounts:
@@ -65,29 +84,17 @@ def _labels(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return _mapping(_mapping(obj.get("metadata")).get("labels"))
 
 
-def _queued(obj: Mapping[str, Any], deactivated: bool) -> Amounts:
-    """What a job its queue holds back (suspended, Kueue's label) would ask for when admitted."""
+def _queued(obj: Mapping[str, Any]) -> list[Amounts]:
+    """What a job its queue holds back (suspended, Kueue's label) would ask for when admitted,
+    pod by pod."""
     kind = kinds.of(obj)
-    if kind is None or not kind.finite or deactivated or not _labels(obj).get(KUEUE_QUEUE_LABEL):
-        return NOTHING
+    if kind is None or not kind.finite or not _labels(obj).get(KUEUE_QUEUE_LABEL):
+        return []
     spec = _mapping(obj.get("spec"))
-    if kind.replica_specs:
-        if _mapping(spec.get("runPolicy")).get("suspend") is not True:
-            return NOTHING
-        return Amounts.total(
-            template_requests(_mapping(rs.get("template"))) * _count(rs.get("replicas"), 1)
-            for rs in _mapping(spec.get(kind.replica_specs)).values()
-            if isinstance(rs, Mapping)
-        )
-    if spec.get("suspend") is not True:
-        return NOTHING
-    parallelism = _count(spec.get("parallelism"), 1)
-    completions = _count(spec.get("completions"), parallelism)
-    return template_requests(_mapping(spec.get("template"))) * min(parallelism, completions)
-
-
-def _count(value: Any, default: int) -> int:
-    return value if type(value) is int and value >= 0 else default
+    suspended = _mapping(spec.get("runPolicy")).get("suspend") if kind.replica_specs else None
+    if (suspended if kind.replica_specs else spec.get("suspend")) is not True:
+        return []
+    return [template_requests(t) for t, count in pod_templates(obj) for _ in range(count)]
 
 
 def workload_usage(observed: Observed) -> WorkloadUsage:
@@ -114,15 +121,28 @@ def workload_usage(observed: Observed) -> WorkloadUsage:
         and _mapping(o.get("spec")).get("active") is False
         for o in observed.objects
     )
+    main: Mapping[str, Any] | None = None
     for obj in observed.objects:
         project = project or _labels(obj).get(PROJECT_LABEL)
-        if not observed.pods:
-            waiting.append(_queued(obj, deactivated))
+        kind = kinds.of(obj)
+        if kind is not None and kind.owner_rank is not None:
+            rank = kind.owner_rank
+            if main is None or rank < ((kinds.of(main) or kind).owner_rank or 0):
+                main = obj
+        if not observed.pods and not deactivated:
+            waiting += _queued(obj)
+    templates = pod_templates(main) if main is not None else []
+    priority, preemptible = scheduling.of_object(main or {}, templates[0][0] if templates else {})
+    created = _mapping((main or {}).get("metadata")).get("creationTimestamp")
     return WorkloadUsage(
         project=project,
         allocated=Amounts.total(allocated),
         waiting=Amounts.total(waiting),
         placed=tuple(placed),
+        largest_waiting=max((a.gpu for a in waiting), default=Decimal(0)),
+        priority=priority,
+        preemptible=preemptible,
+        created=str(created or ""),
     )
 
 
@@ -162,25 +182,53 @@ def node_pools(
     nodes, what they offer and what the pods placed on them hold."""
     pool_of: dict[str, str] = {}
     members: dict[str, list[Amounts]] = {}
+    free: dict[str, Decimal] = {}  # GPUs free by node
     for node in nodes:
         meta = _mapping(node.get("metadata"))
         pool = str(_mapping(meta.get("labels")).get(label_key) or DEFAULT_POOL)
-        pool_of[str(meta.get("name"))] = pool
-        members.setdefault(pool, []).append(node_amounts(node))
+        name = str(meta.get("name"))
+        pool_of[name] = pool
+        offered = node_amounts(node)
+        members.setdefault(pool, []).append(offered)
+        free[name] = offered.gpu
     held: dict[str, list[Amounts]] = {}
     for node_name, amounts in placed:
         found = pool_of.get(node_name)
         if found is not None:
             held.setdefault(found, []).append(amounts)
+            free[node_name] -= amounts.gpu
+    zero = Decimal(0)
     return [
         NodePool(
             name=pool,
             nodes=len(members[pool]),
             allocatable=Amounts.total(members[pool]),
             allocated=Amounts.total(held.get(pool, ())),
+            largest_node=max(a.gpu for a in members[pool]),
+            largest_free=max(
+                (max(f, zero) for n, f in free.items() if pool_of[n] == pool), default=zero
+            ),
         )
         for pool in sorted(members)
     ]
+
+
+def capacity(
+    nodes: Sequence[Mapping[str, Any]], placed: Iterable[tuple[str, Amounts]]
+) -> scheduling.Capacity:
+    """The cluster's GPUs in all and free, overall and on its best node."""
+    offered = {str(_mapping(n.get("metadata")).get("name")): node_amounts(n).gpu for n in nodes}
+    free = dict(offered)
+    for node_name, amounts in placed:
+        if node_name in free:
+            free[node_name] -= amounts.gpu
+    zero = Decimal(0)
+    return scheduling.Capacity(
+        total=sum(offered.values(), zero),
+        largest_node=max(offered.values(), default=zero),
+        free=sum((max(f, zero) for f in free.values()), zero),
+        largest_free=max((max(f, zero) for f in free.values()), default=zero),
+    )
 
 
 @dataclass
@@ -193,7 +241,8 @@ class UsageTracker:
     # Whether the last update found any workload's share new, changed or gone.
     changed: bool = True
 
-    def update(self, observation: Observation) -> list[WorkloadUsage]:
+    def update(self, observation: Observation) -> dict[str, WorkloadUsage]:
+        """Each observed workload's share, by workload id."""
         parts: dict[str, tuple[Observed, WorkloadUsage]] = {}
         fresh = 0
         for workload_id in observation.workloads:
@@ -210,4 +259,4 @@ class UsageTracker:
                 fresh += 1
         self.changed = fresh > 0 or len(parts) != len(self._parts)
         self._parts = parts
-        return [usage for _, usage in parts.values()]
+        return {workload_id: usage for workload_id, (_, usage) in parts.items()}

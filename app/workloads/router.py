@@ -24,7 +24,7 @@ from app.domain.phases import Phase
 from app.domain.spec import WorkloadType
 from app.openapi import links, responses
 from app.schemas import PageParams, page_params
-from app.workloads import repository, schemas, service, submission
+from app.workloads import admission, repository, schemas, service, submission
 from app.workloads.repository import WorkloadRow
 
 router = APIRouter(prefix="/workloads", tags=["workloads"], route_class=AuditedRoute)
@@ -84,11 +84,20 @@ async def _submit(
         prepared = await submission.checked(
             db, workload_type=workload_type, body=body, settings=settings, refresh=True
         )
+        async with db.connection() as conn:
+            verdict = await admission.verdict(
+                conn,
+                project=body.project,
+                workload_type=workload_type,
+                spec=prepared.spec,
+                manifests=prepared.manifests,
+            )
         result = schemas.DryRun(
             spec=prepared.spec,
             applied_defaults=prepared.applied_defaults,
             policy=prepared.policy,
             manifests=prepared.manifests,
+            admission=verdict,
         )
         return JSONResponse(result.model_dump(mode="json"))
     idempotency = None

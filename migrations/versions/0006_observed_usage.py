@@ -24,6 +24,8 @@ def upgrade() -> None:
         sa.Column("nodes", sa.Integer(), nullable=False),
         sa.Column("allocatable", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("allocated", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("largest_node", sa.Numeric(precision=12, scale=3), nullable=False),
+        sa.Column("largest_free", sa.Numeric(precision=12, scale=3), nullable=False),
         sa.Column(
             "updated_at",
             sa.DateTime(timezone=True),

@@ -130,9 +130,9 @@ def test_the_tracker_works_a_workload_out_again_only_when_it_changed() -> None:
     assert tracker.changed
     again = tracker.update(Observation(workloads={"w": same}, list_calls=1))
     assert not tracker.changed
-    assert again[0] is first[0]
+    assert again["w"] is first["w"]
     moved = Observed(pods=[pod("a", node="n1", phase="Succeeded")])
-    assert not tracker.update(Observation(workloads={"w": moved}, list_calls=1))[0].allocated
+    assert not tracker.update(Observation(workloads={"w": moved}, list_calls=1))["w"].allocated
     assert tracker.changed
     tracker.update(Observation(workloads={}, list_calls=1))
     assert tracker.changed  # one is gone
