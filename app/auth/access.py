@@ -52,6 +52,7 @@ DECISIONS: Mapping[tuple[str, str], Decision] = {
     ("POST", _P + "/projects"): _d("admin", "global", "create projects"),
     ("GET", _P + "/projects"): _d("viewer", "filter", "list projects"),
     ("GET", _P + "/projects/{project}"): _d("viewer", "path", "read projects"),
+    ("GET", _P + "/projects/{project}/manifests"): _d("viewer", "path", "read projects"),
     ("PATCH", _P + "/projects/{project}"): _d("admin", "path", "change projects"),
     ("DELETE", _P + "/projects/{project}"): _d("admin", "path", "delete projects"),
     # Policies: everyone reads the global ones (they bind every project); only admins write.

@@ -50,10 +50,13 @@ class ObjectRef:
     api_version: str
     kind: str
     name: str
+    # A project's objects say where they are (a workload's are all in its namespace).
+    namespace: str | None = None
 
     @classmethod
     def of(cls, manifest: Mapping[str, Any]) -> ObjectRef:
-        return cls(manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"])
+        meta = manifest["metadata"]
+        return cls(manifest["apiVersion"], manifest["kind"], meta["name"], meta.get("namespace"))
 
 
 @dataclass
@@ -74,6 +77,9 @@ class Observation:
     list_calls: int
     changed: frozenset[str] | None = None
     nodes: Sequence[Manifest] | None = None
+    # The projects' own objects (scheduler queues, ResourceQuotas) by their project label, ""
+    # for those all projects share; None: this backend cannot tell.
+    projects: Mapping[str, Sequence[Manifest]] | None = None
 
     def of(self, workload_id: str) -> Observed:
         return self.workloads.get(workload_id) or Observed()
@@ -94,6 +100,15 @@ class ClusterBackend(Protocol):
 
     def delete(self, *, workload_id: str, namespace: str, objects: Sequence[ObjectRef]) -> None:
         """Delete the objects with their dependents; objects already gone are fine."""
+        ...
+
+    def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:
+        """Create or update a project's own objects (``project`` "": those projects share), as
+        :meth:`apply` does; a Namespace among them is created if the backend may."""
+        ...
+
+    def delete_project_objects(self, *, project: str, objects: Sequence[ObjectRef]) -> None:
+        """Delete some of a project's own objects (never its namespace)."""
         ...
 
     def observe(self) -> Observation:

@@ -41,7 +41,13 @@ from app.cluster.backend import (
 from app.cluster.informer import Informer, NotServed, run_all
 from app.domain import kinds
 from app.domain.kinds import Kind
-from app.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MANAGED_SELECTOR, WORKLOAD_ID_LABEL
+from app.domain.labels import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MANAGED_SELECTOR,
+    PROJECT_LABEL,
+    WORKLOAD_ID_LABEL,
+)
 
 log = logging.getLogger("runplane.cluster.kubernetes")
 
@@ -69,7 +75,7 @@ def _object_path(kind: Kind, namespace: str | None, name: str) -> str:
 # pods (which carry the workload labels from the pod templates), by the managed-by label. An
 # unknown kind is refused before any call, so that no permission outside REQUIRED_PERMISSIONS is
 # ever needed.
-OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*kinds.MANAGED, kinds.POD)
+OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*kinds.MANAGED, kinds.POD, *kinds.PROJECT_KINDS)
 # Watched whole, as nothing of them carries Runplane's labels: the Nodes (node pools), and
 # Kueue's Workloads, matched to the jobs they queue by their owner's uid.
 CLUSTER_KINDS: Final[tuple[Kind, ...]] = (kinds.NODE, kinds.KUEUE_WORKLOAD)
@@ -81,7 +87,11 @@ WATCHED_KINDS: Final[tuple[Kind, ...]] = (*OBSERVED_KINDS, *CLUSTER_KINDS)
 # the built-in system:discovery role, so it needs no rule.
 Permission = tuple[str, str, str]  # (API group, resource, verb)
 REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
-    {(k.group, k.plural, verb) for k in kinds.MANAGED for verb in ("create", "patch", "delete")}
+    {
+        (k.group, k.plural, verb)
+        for k in (*kinds.MANAGED, *kinds.PROJECT_KINDS)
+        for verb in ("create", "patch", "delete")
+    }
     | {(k.group, k.plural, verb) for k in WATCHED_KINDS for verb in ("list", "watch")}
 )
 # Only with create_namespaces=True: a POST that tolerates 409, so no "get" is needed either.
@@ -276,6 +286,8 @@ class KubernetesBackend:
         self._queued: dict[str, Manifest] = {}
         self._owners: dict[str, str] = {}
         self._memo: dict[str, tuple[_Entry, tuple[Manifest, ...], Observed]] = {}
+        # The projects' own objects, by project label ("" for what they share).
+        self._projects: dict[str, dict[tuple[str, str, str], Manifest]] = {}
         self._changed: set[str] = set()
         self._index_lock = threading.Lock()
         self._stop = threading.Event()
@@ -346,6 +358,24 @@ class KubernetesBackend:
             self._apply_one(kind, namespace, manifest)
 
     def delete(self, *, workload_id: str, namespace: str, objects: Sequence[ObjectRef]) -> None:
+        self._delete(objects, namespace=namespace)
+
+    def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:
+        found = [self._project_kind(m, project=project) for m in manifests]
+        for needed in dict.fromkeys(k for k in found if k is not None):
+            if not self._served(needed):
+                raise KindNotInstalled(needed)
+        for kind, manifest in zip(found, manifests, strict=True):
+            if kind is None:  # the namespace: created if this backend may, never changed
+                if self.create_namespaces:
+                    self._ensure_namespace(manifest["metadata"]["name"])
+                continue
+            self._apply_one(kind, manifest["metadata"].get("namespace") or "", manifest)
+
+    def delete_project_objects(self, *, project: str, objects: Sequence[ObjectRef]) -> None:
+        self._delete(objects, namespace=None)
+
+    def _delete(self, objects: Sequence[ObjectRef], *, namespace: str | None) -> None:
         options = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
@@ -353,16 +383,17 @@ class KubernetesBackend:
         }
         for ref in objects:
             kind = kinds.lookup(ref.api_version, ref.kind)
-            if kind is None:
+            if kind is None or kind is kinds.NAMESPACE:
                 raise ObjectRejected(
-                    f"{ref.kind} ({ref.api_version}) is not a kind Runplane manages"
+                    f"{ref.kind} ({ref.api_version}) is not a kind Runplane deletes"
                 )
             if not self._served(kind):
                 continue  # nothing of a kind the cluster does not serve can exist
-            what = f"delete {ref.kind} {namespace}/{ref.name}"
+            where = ref.namespace or namespace
+            what = f"delete {ref.kind} {where + '/' if where else ''}{ref.name}"
             status, data = self._call(
                 "DELETE",
-                _object_path(kind, namespace, ref.name),
+                _object_path(kind, where, ref.name),
                 body=options,
                 content_type="application/json",
                 what=what,
@@ -392,6 +423,7 @@ class KubernetesBackend:
         with self._index_lock:
             index = dict(self._index)
             queued = dict(self._queued)
+            projects = {owner: list(objs.values()) for owner, objs in self._projects.items()}
             changed = self._changed
             self._changed = set()
         lists = sum(i.lists for i in self._informers.values())
@@ -402,6 +434,7 @@ class KubernetesBackend:
             list_calls=calls,
             changed=None if first else frozenset(changed),
             nodes=self._informers[kinds.NODE].snapshot(),
+            projects=projects,
         )
 
     def watch(self, wake: Callable[[], None]) -> None:
@@ -421,7 +454,12 @@ class KubernetesBackend:
             on_change = {
                 kinds.NODE: self._changed_node,
                 kinds.KUEUE_WORKLOAD: self._changed_queued,
-            }.get(kind, functools.partial(self._changed_object, kind))
+            }.get(kind)
+            if on_change is None:
+                handler = (
+                    self._changed_project if kind in kinds.PROJECT_KINDS else (self._changed_object)
+                )
+                on_change = functools.partial(handler, kind)
             self._informers[kind] = Informer(
                 kind.plural,
                 lister=functools.partial(self._list, kind, managed=managed),
@@ -433,6 +471,26 @@ class KubernetesBackend:
                 recheck_missing=self.missing_kind_ttl,
             )
         run_all(self._informers.values(), self._stop)
+
+    def _changed_project(self, kind: Kind, before: Manifest | None, after: Manifest | None) -> None:
+        with self._index_lock:
+            for obj, present in ((before, False), (after, True)):
+                if obj is None:
+                    continue
+                meta = obj.get("metadata") or {}
+                owner = str((meta.get("labels") or {}).get(PROJECT_LABEL) or "")
+                key = (kind.kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+                objects = self._projects.setdefault(owner, {})
+                if present:
+                    obj.setdefault("apiVersion", kind.api_version)
+                    obj.setdefault("kind", kind.kind)
+                    objects[key] = obj
+                else:
+                    objects.pop(key, None)
+                    if not objects:
+                        del self._projects[owner]
+        if self._wake is not None:
+            self._wake()
 
     def _changed_node(self, before: Manifest | None, after: Manifest | None) -> None:
         if self._wake is not None:
@@ -500,6 +558,7 @@ class KubernetesBackend:
                 "pods": core.list_pod_for_all_namespaces,
                 "services": core.list_service_for_all_namespaces,
                 "nodes": core.list_node,
+                "resourcequotas": core.list_resource_quota_for_all_namespaces,
             }
             found = by_plural[kind.plural]
             return found
@@ -530,12 +589,32 @@ class KubernetesBackend:
             )
         return kind
 
+    def _project_kind(self, manifest: Manifest, *, project: str) -> Kind | None:
+        """The kind of one of a project's objects (None: its Namespace), once its labels are
+        checked: an object without them would be invisible to observe() for ever."""
+        kind = kinds.lookup(str(manifest.get("apiVersion")), str(manifest.get("kind")))
+        metadata = manifest.get("metadata") or {}
+        if kind is kinds.NAMESPACE:
+            return None
+        if kind is None or kind not in kinds.PROJECT_KINDS:
+            raise ObjectRejected(
+                f"{manifest.get('kind')} ({manifest.get('apiVersion')}) is not a project's object"
+            )
+        labels = metadata.get("labels") or {}
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or labels.get(PROJECT_LABEL, "") != project:
+            raise ObjectRejected(
+                f"{kind.kind} {metadata.get('name')} lacks the labels {MANAGED_SELECTOR} and "
+                f"{PROJECT_LABEL}={project}"
+            )
+        return kind
+
     def _apply_one(self, kind: Kind, namespace: str, manifest: Manifest) -> None:
         metadata = dict(manifest["metadata"])
-        metadata.setdefault("namespace", namespace)
+        if kind.namespaced:
+            metadata.setdefault("namespace", namespace)
         body = {**manifest, "metadata": metadata}
         name = metadata["name"]
-        what = f"apply {kind.kind} {namespace}/{name}"
+        what = f"apply {kind.kind} {namespace + '/' if kind.namespaced else ''}{name}"
         path = _object_path(kind, namespace, name)
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
         for attempt in (1, 2):

@@ -119,6 +119,22 @@ async def _pin(
     )
 
 
+async def _projects(conn: Conn) -> list[tuple[str, list[Manifest]]]:
+    cursor = await conn.execute("SELECT owner, manifests FROM simulated_projects")
+    return await cursor.fetchall()
+
+
+async def _store_project(conn: Conn, owner: str, manifests: list[Manifest]) -> None:
+    if not manifests:
+        await conn.execute("DELETE FROM simulated_projects WHERE owner = %s", (owner,))
+        return
+    await conn.execute(
+        "INSERT INTO simulated_projects (owner, manifests) VALUES (%s, %s)"
+        " ON CONFLICT (owner) DO UPDATE SET manifests = excluded.manifests",
+        (owner, Jsonb(manifests)),
+    )
+
+
 # --- the backend --------------------------------------------------------------------------------
 
 
@@ -146,6 +162,9 @@ class SimulatedBackend:
         self._last_applied = datetime.min.replace(tzinfo=UTC)
         # The projects' quotas: it schedules by them as KAI-Scheduler by the projects' queues.
         self._quotas = QuotaBook()
+        # The projects' own objects, by project ("" for what they share): the database keeps
+        # them, this process (the only writer, as the active reconciler) reads them once.
+        self._projects: dict[str, list[Manifest]] | None = None
 
     def apply(self, *, workload_id: str, namespace: str, manifests: Sequence[Manifest]) -> None:
         problems = validate_manifests(manifests)
@@ -162,6 +181,33 @@ class SimulatedBackend:
             manifests=list(manifests),
             now=now,
         )
+
+    def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:
+        problems = validate_manifests(manifests)
+        if problems:
+            raise ObjectRejected("; ".join(problems[:5]))
+        stored = self._project_objects()
+        kept = {ObjectRef.of(m): m for m in stored.get(project, [])}
+        kept.update({ObjectRef.of(m): dict(m) for m in manifests})
+        self._save(project, list(kept.values()))
+
+    def delete_project_objects(self, *, project: str, objects: Sequence[ObjectRef]) -> None:
+        gone = set(objects)
+        left = [m for m in self._project_objects().get(project, []) if ObjectRef.of(m) not in gone]
+        self._save(project, left)
+
+    def _save(self, project: str, manifests: list[Manifest]) -> None:
+        self.db.run(_store_project, project, manifests)
+        stored = self._project_objects()
+        if manifests:
+            stored[project] = manifests
+        else:
+            stored.pop(project, None)
+
+    def _project_objects(self) -> dict[str, list[Manifest]]:
+        if self._projects is None:
+            self._projects = dict(self.db.run(_projects))
+        return self._projects
 
     def watch(self, wake: Callable[[], None]) -> None:
         """The simulation changes with time, not by events: the reconciler's interval drives it."""
@@ -211,6 +257,12 @@ class SimulatedBackend:
             workloads={r.key: Observed(objects=r.objects, pods=r.pods) for r in results},
             list_calls=1,
             nodes=self._nodes,
+            # Namespaces are created, never watched nor deleted: as the kubernetes backend.
+            projects={
+                owner: kept
+                for owner, objects in self._project_objects().items()
+                if (kept := [m for m in objects if m.get("kind") != "Namespace"])
+            },
         )
 
     def _load_manifests(self, rows: Sequence[_Placed]) -> dict[uuid.UUID, list[Manifest]]:

@@ -107,6 +107,35 @@ MPIJOB = Kind(
     provided_by="the MPI operator",
 )
 
+# A project's own objects (SPEC §6): its scheduler queues, or a ResourceQuota.
+_KUEUE = "Kueue (kueue.x-k8s.io)"
+RESOURCE_FLAVOR = Kind(
+    "kueue.x-k8s.io/v1beta2",
+    "ResourceFlavor",
+    "resourceflavors",
+    namespaced=False,
+    provided_by=_KUEUE,
+)
+CLUSTER_QUEUE = Kind(
+    "kueue.x-k8s.io/v1beta2", "ClusterQueue", "clusterqueues", namespaced=False, provided_by=_KUEUE
+)
+LOCAL_QUEUE = Kind("kueue.x-k8s.io/v1beta2", "LocalQueue", "localqueues", provided_by=_KUEUE)
+KAI_QUEUE = Kind(
+    "scheduling.run.ai/v2",
+    "Queue",
+    "queues",
+    namespaced=False,
+    provided_by="KAI-Scheduler (scheduling.run.ai)",
+)
+RESOURCE_QUOTA = Kind("v1", "ResourceQuota", "resourcequotas")
+PROJECT_KINDS: tuple[Kind, ...] = (
+    RESOURCE_FLAVOR,
+    CLUSTER_QUEUE,
+    LOCAL_QUEUE,
+    KAI_QUEUE,
+    RESOURCE_QUOTA,
+)
+
 # Every kind the renderers emit (SPEC §6).
 MANAGED: tuple[Kind, ...] = (
     SERVICE,
@@ -119,7 +148,10 @@ MANAGED: tuple[Kind, ...] = (
     MPIJOB,
 )
 KUBEFLOW: tuple[Kind, ...] = tuple(k for k in MANAGED if k.replica_specs)
-_BY_TYPE = {(k.api_version, k.kind): k for k in (*MANAGED, POD, NAMESPACE, NODE, KUEUE_WORKLOAD)}
+_BY_TYPE = {
+    (k.api_version, k.kind): k
+    for k in (*MANAGED, *PROJECT_KINDS, POD, NAMESPACE, NODE, KUEUE_WORKLOAD)
+}
 # Kind names are unique among Runplane's kinds: objects read back are looked up by name alone.
 _BY_NAME = {k.kind: k for k in _BY_TYPE.values()}
 

@@ -6,7 +6,7 @@ from app.models.cluster_state import NodePool, ProjectUsage
 from app.models.idempotency import IdempotencyKey
 from app.models.policy import Policy
 from app.models.project import Project
-from app.models.simulated import SimulatedWorkload
+from app.models.simulated import SimulatedProject, SimulatedWorkload
 from app.models.token import ApiToken
 from app.models.workload import Workload, WorkloadEvent
 
@@ -19,6 +19,7 @@ __all__ = [
     "Policy",
     "Project",
     "ProjectUsage",
+    "SimulatedProject",
     "SimulatedWorkload",
     "Workload",
     "WorkloadEvent",

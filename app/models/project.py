@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ARRAY, String, text
+from sqlalchemy import ARRAY, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,3 +27,8 @@ class Project(IdMixin, TimestampMixin, Base):
     queue: Mapped[str | None] = mapped_column(String(63))
     # Per-project override of the deployment's scheduler setting.
     scheduler: Mapped[str | None] = mapped_column(String(16))
+    # The outbox of its own cluster objects (scheduler queues, ResourceQuota): every change
+    # moves ``generation``; the reconciler records what it applied, or why it could not.
+    generation: Mapped[int] = mapped_column(Integer, server_default="1")
+    applied_generation: Mapped[int] = mapped_column(Integer, server_default="0")
+    cluster_message: Mapped[str] = mapped_column(Text, server_default="")

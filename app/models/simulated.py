@@ -29,3 +29,13 @@ class SimulatedWorkload(Base):
     # The simulated scheduler's last eviction of it (to reclaim quota), and its words for it.
     preempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     preempted_by: Mapped[str | None] = mapped_column(Text)
+
+
+class SimulatedProject(Base):
+    """The objects a project (``owner``; "" for what projects share) applied to the simulated
+    cluster: its namespace and scheduler queues."""
+
+    __tablename__ = "simulated_projects"
+
+    owner: Mapped[str] = mapped_column(String(63), primary_key=True)
+    manifests: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)

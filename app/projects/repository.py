@@ -24,6 +24,9 @@ class ProjectRow:
     node_pools: list[str]
     queue: str | None
     scheduler: str | None
+    generation: int
+    applied_generation: int
+    cluster_message: str
     created_at: datetime
     updated_at: datetime
 
@@ -77,7 +80,8 @@ async def update(conn: Conn, project_id: uuid.UUID, values: dict[str, Any]) -> P
     row = await fetch_one(
         conn,
         ProjectRow,
-        f"UPDATE projects SET {assignments}updated_at = now() WHERE id = %(id)s"
+        f"UPDATE projects SET {assignments}generation = generation + 1, updated_at = now()"
+        " WHERE id = %(id)s"
         f" RETURNING {_COLUMNS}",
         {**values, "id": project_id},
     )
@@ -109,6 +113,20 @@ async def delete_if_idle(conn: Conn, project_id: uuid.UUID) -> bool:
         (project_id,),
     )
     return await cursor.fetchone() is not None
+
+
+async def every(conn: Conn) -> list[ProjectRow]:
+    """Every project (the reconciler keeps their objects in the cluster)."""
+    return await fetch_all(conn, ProjectRow, f"SELECT {_COLUMNS} FROM projects ORDER BY name")
+
+
+async def record_applied(conn: Conn, name: str, *, generation: int, message: str) -> None:
+    """What the reconciler made of a project's objects at this generation (unless it moved)."""
+    await conn.execute(
+        "UPDATE projects SET applied_generation = %(g)s, cluster_message = %(m)s"
+        " WHERE name = %(n)s AND generation = %(g)s",
+        {"n": name, "g": generation, "m": message},
+    )
 
 
 async def quotas(conn: Conn) -> list[tuple[str, dict[str, Any]]]:

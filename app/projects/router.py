@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Header, Response, status
 
 from app.audit.recorder import AuditedRoute
-from app.deps import AuditDep, ConnDep, CurrentPrincipal, ProjectDep, TxDep
+from app.deps import AuditDep, ConnDep, CurrentPrincipal, ProjectDep, SettingsDep, TxDep
 from app.openapi import links, responses
 from app.projects import schemas, service
+from app.responses import MANIFESTS_RESPONSE
+from app.responses import manifests as manifests_response
 from app.schemas import PageParams, page_params
 
 router = APIRouter(prefix="/projects", tags=["projects"], route_class=AuditedRoute)
@@ -66,6 +68,28 @@ async def list_projects(
 async def get_project(conn: ConnDep, project: ProjectDep) -> schemas.Project:
     usage = await service.usage_of(conn, [project])
     return service.to_read(project, usage.get(project.name))
+
+
+@router.get(
+    "/{project}/manifests",
+    operation_id="getProjectManifests",
+    response_model=list[dict[str, Any]],
+    responses={
+        200: {
+            **MANIFESTS_RESPONSE,
+            "description": "The project's own objects (its namespace, scheduler queues or "
+            "ResourceQuota, and those its scheduler's projects share), as the reconciler "
+            "applies them; multi-document YAML on request",
+        },
+        **responses(404),
+    },
+)
+async def get_project_manifests(
+    project: ProjectDep,
+    settings: SettingsDep,
+    accept: Annotated[str | None, Header(alias="Accept")] = None,
+) -> Response:
+    return manifests_response(service.manifests(project, settings), accept)
 
 
 @router.patch(

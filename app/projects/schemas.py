@@ -211,6 +211,14 @@ class Usage(ApiModel):
     memory: ResourceUsage
 
 
+class ProjectCluster(ApiModel):
+    """Whether the project's own objects (scheduler queues or ResourceQuota) are in the cluster
+    as they are now, and why not."""
+
+    synced: bool
+    message: str = Field(description="Why the cluster refused them; empty when it did not.")
+
+
 class Project(ApiModel):
     id: uuid.UUID
     name: str
@@ -218,6 +226,7 @@ class Project(ApiModel):
     description: str
     quota: QuotaRead
     usage: Usage
+    cluster: ProjectCluster
     node_pools: list[str]
     queue: str = Field(description="Scheduler queue in effect.")
     scheduler: Scheduler | None

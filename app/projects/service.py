@@ -8,12 +8,14 @@ from typing import Any
 
 from app.auth.access import project_not_found
 from app.auth.principal import Principal
+from app.config import Settings
 from app.db import Conn
 from app.domain import quota
 from app.domain.resources import ProjectUsage
 from app.errors import Conflict
 from app.projects import repository, schemas
 from app.projects.repository import ProjectRow
+from app.rendering.project import ProjectContext, project_objects
 from app.schemas import ApiModel, PageParams, decode_cursor, encode_cursor
 from app.sql import page, scope
 
@@ -27,11 +29,29 @@ def to_read(project: ProjectRow, usage: Mapping[str, Any] | None = None) -> sche
         description=project.description,
         quota=quota_read(project.quota),
         usage=usage_read(quota.from_document(project.quota), ProjectUsage.from_dict(usage)),
+        cluster=schemas.ProjectCluster(
+            synced=project.applied_generation >= project.generation and not project.cluster_message,
+            message=project.cluster_message,
+        ),
         node_pools=list(project.node_pools),
         queue=project.queue or project.name,
         scheduler=project.scheduler,
         created_at=project.created_at,
         updated_at=project.updated_at,
+    )
+
+
+def manifests(project: ProjectRow, settings: Settings) -> list[dict[str, Any]]:
+    """The project's own objects as the reconciler applies them (app.rendering.project)."""
+    return project_objects(
+        ProjectContext.of(
+            name=project.name,
+            namespace=project.namespace,
+            queue=project.queue,
+            scheduler=project.scheduler,
+            quota=project.quota,
+            default_scheduler=settings.scheduler,
+        )
     )
 
 

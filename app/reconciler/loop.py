@@ -35,10 +35,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import psycopg
 
@@ -72,7 +72,8 @@ from app.reconciler.usage import (
     capacity,
     node_pools,
 )
-from app.rendering import DEFAULT_NODE_POOL_LABEL_KEY, stopped_form
+from app.rendering import DEFAULT_NODE_POOL_LABEL_KEY, Scheduler, stopped_form
+from app.rendering.project import ProjectContext, render_project, shared
 from app.workloads import repository as workloads
 from app.workloads.repository import Event, OutboxRow, StatusWrite
 
@@ -139,6 +140,7 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
         after_read: Callable[[str], None] | None = None,
         node_pool_label: str = DEFAULT_NODE_POOL_LABEL_KEY,
+        default_scheduler: Scheduler = "none",
     ) -> None:
         self.db = db
         self.backend = backend
@@ -158,6 +160,13 @@ class Reconciler:
         self._unsettled: set[uuid.UUID] = set()
         self._resynced_at: datetime | None = None
         self.node_pool_label = node_pool_label
+        self.default_scheduler: Scheduler = default_scheduler
+        # Projects' objects as rendered, by project: (generation, scheduler, manifests).
+        self._project_manifests: dict[str, tuple[int, str, list[Manifest]]] = {}
+        self._projects_synced_at: datetime | None = None
+        # Project objects the cluster refused: not tried again before this time (but at once
+        # when the project changes).
+        self._project_backoff: dict[str, tuple[int, datetime]] = {}
         self._usage = UsageTracker()
         # What the database holds (None: not known yet, so the first write replaces it all).
         self._usage_stored: dict[str, ProjectUsage] | None = None
@@ -184,6 +193,8 @@ class Reconciler:
             observation = Observation(workloads={}, list_calls=0)
         report.list_calls = observation.list_calls
         just_applied = self._drain_outbox(observation, report, reachable=cluster_error is None)
+        if cluster_error is None:
+            self._sync_projects(observation, now=now)
         waiting = self._usage_and_queues(observation) if cluster_error is None else {}
         self._update_statuses(
             observation,
@@ -435,6 +446,72 @@ class Reconciler:
             self._statuses = {r.id: cached[r.id] for r in rows if r.id in cached}
         return {r.id: cached[r.id][1] for r in rows if r.id in cached}
 
+    def _sync_projects(self, observation: Observation, *, now: datetime) -> None:
+        """Keep every project's own objects (scheduler queues, ResourceQuota, and what the
+        projects of a scheduler share) in the cluster as rendered from the projects: apply
+        those whose project changed, or that the cluster lacks, and on each resync all of them
+        (server-side apply puts back what someone changed); delete what no project wants any
+        more (a deleted project's, a scheduler's the project left)."""
+        rows = self.db.run(projects.every)
+        resync = self._projects_synced_at is None or now - self._projects_synced_at >= self.resync
+        if resync:
+            self._projects_synced_at = now
+        desired: dict[str, list[Manifest]] = {}
+        schedulers: set[Scheduler] = set()
+        for row in rows:
+            ctx = ProjectContext.of(
+                name=row.name,
+                namespace=row.namespace,
+                queue=row.queue,
+                scheduler=row.scheduler,
+                quota=row.quota,
+                default_scheduler=self.default_scheduler,
+            )
+            schedulers.add(ctx.scheduler)
+            kept = self._project_manifests.get(row.name)
+            if kept is None or kept[:2] != (row.generation, ctx.scheduler):
+                kept = (row.generation, ctx.scheduler, render_project(ctx))
+            self._project_manifests[row.name] = kept
+            desired[row.name] = kept[2]
+        self._project_manifests = {n: self._project_manifests[n] for n in desired}
+        desired[""] = [m for s in sorted(schedulers) for m in shared(s)]
+        observed = observation.projects
+        by_name = {row.name: row for row in rows}
+        for owner, manifests in desired.items():
+            found = by_name.get(owner)
+            generation = found.generation if found is not None else 0
+            stale = found is not None and found.applied_generation < found.generation
+            missing = observed is not None and not _refs(manifests) <= _refs(
+                observed.get(owner, ())
+            )
+            backoff = self._project_backoff.get(owner)
+            if backoff is not None and backoff[0] == generation and backoff[1] > now:
+                continue  # refused a moment ago, and nothing changed since
+            if not manifests or not (stale or missing or resync):
+                continue
+            message = ""
+            try:
+                self.backend.apply_project(project=owner, manifests=manifests)
+                self._project_backoff.pop(owner, None)
+            except ClusterUnreachable as exc:
+                log.warning("applying the objects of project %r failed: %s", owner, exc)
+                return
+            except ClusterError as exc:
+                message = f"The cluster refused the project's objects: {exc}"
+                self._project_backoff[owner] = (generation, now + RETRY_DELAY_MAX)
+            if found is not None and (stale or message != found.cluster_message):
+                self.db.run(projects.record_applied, owner, generation=generation, message=message)
+        if observed is None:
+            return
+        for owner, objects in observed.items():
+            wanted = _refs(desired.get(owner, ()))
+            extra = [ObjectRef.of(o) for o in objects if _ref(o) not in wanted]
+            if extra:
+                try:
+                    self.backend.delete_project_objects(project=owner, objects=extra)
+                except ClusterError as exc:
+                    log.warning("deleting objects of project %r failed: %s", owner, exc)
+
     def _usage_and_queues(self, observation: Observation) -> dict[str, Explanation]:
         """Store each project's usage and each node pool where they changed; and say why each
         workload that waits for GPUs waits (by workload id)."""
@@ -604,6 +681,7 @@ def run_reconciler(settings: Settings, stop: threading.Event) -> None:
                 audit_retention_days=settings.audit_retention_days,
                 resync_seconds=settings.resync_seconds,
                 node_pool_label=settings.node_pool_label_key,
+                default_scheduler=settings.scheduler,
             ).run(stop, interval=settings.reconcile_interval)
         finally:
             backend.close()
@@ -627,6 +705,21 @@ def _unreachable(row: OutboxRow, why: str) -> _Outcome:
         message=f"The cluster is unreachable; will retry: {why}",
         reason="ClusterUnreachable",
     )
+
+
+def _ref(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    meta = obj.get("metadata") or {}
+    return (
+        str(obj.get("apiVersion")),
+        str(obj.get("kind")),
+        str(meta.get("namespace") or ""),
+        str(meta.get("name")),
+    )
+
+
+def _refs(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """Which objects these are; a namespace is created once, never watched nor deleted."""
+    return {_ref(o) for o in objects if o.get("kind") != "Namespace"}
 
 
 def _same_items(a: object, b: object) -> bool:

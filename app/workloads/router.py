@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import yaml
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
@@ -23,6 +22,8 @@ from app.deps import (
 from app.domain.phases import Phase
 from app.domain.spec import WorkloadType
 from app.openapi import links, responses
+from app.responses import MANIFESTS_RESPONSE
+from app.responses import manifests as manifests_response
 from app.schemas import PageParams, page_params
 from app.workloads import admission, repository, schemas, service, submission
 from app.workloads.repository import WorkloadRow
@@ -204,9 +205,6 @@ async def list_workloads(
     return _workloads({"items": [service.to_read(w) for w in rows], "next": nxt})
 
 
-YAML = "application/yaml"
-
-
 @router.get(
     "/{workloadId}",
     operation_id="getWorkload",
@@ -251,8 +249,8 @@ async def list_workload_events(
     response_model=list[dict[str, Any]],
     responses={
         200: {
+            **MANIFESTS_RESPONSE,
             "description": "The rendered Kubernetes objects; multi-document YAML on request",
-            "content": {YAML: {"schema": {"type": "string"}}},
         },
         **responses(404),
     },
@@ -262,11 +260,7 @@ async def get_workload_manifests(
     workload: WorkloadDep,
     accept: Annotated[str | None, Header(alias="Accept")] = None,
 ) -> Response:
-    manifests = await repository.manifests(conn, workload.id)
-    if accept and ("yaml" in accept) and "json" not in accept.split(",")[0]:
-        text = yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True)
-        return Response(text, media_type=YAML)
-    return JSONResponse(manifests)
+    return manifests_response(await repository.manifests(conn, workload.id), accept)
 
 
 def _accepted(workload: WorkloadRow) -> Response:

@@ -83,6 +83,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", P + "/projects"): lambda w, p: Req("POST", "/api/v1/projects", {"name": "new-one"}),
     ("GET", P + "/projects"): lambda w, p: Req("GET", "/api/v1/projects"),
     ("GET", P + "/projects/{project}"): lambda w, p: Req("GET", f"/api/v1/projects/{p}"),
+    ("GET", P + "/projects/{project}/manifests"): lambda w, p: Req(
+        "GET", f"/api/v1/projects/{p}/manifests"
+    ),
     ("PATCH", P + "/projects/{project}"): lambda w, p: Req(
         "PATCH", f"/api/v1/projects/{p}", {"description": "changed"}
     ),

@@ -29,6 +29,7 @@ BUILTIN_RESOURCES: dict[str, tuple[str, bool]] = {
     "v1/pods": ("Pod", True),
     "v1/services": ("Service", True),
     "v1/nodes": ("Node", False),
+    "v1/resourcequotas": ("ResourceQuota", True),
     "apps/v1/statefulsets": ("StatefulSet", True),
     "apps/v1/deployments": ("Deployment", True),
     "batch/v1/jobs": ("Job", True),
@@ -43,7 +44,12 @@ KUBEFLOW_RESOURCES: dict[str, tuple[str, bool]] = {
 # Kueue's CRDs (the Workloads it makes for the jobs it queues).
 KUEUE_RESOURCES: dict[str, tuple[str, bool]] = {
     "kueue.x-k8s.io/v1beta2/workloads": ("Workload", True),
+    "kueue.x-k8s.io/v1beta2/resourceflavors": ("ResourceFlavor", False),
+    "kueue.x-k8s.io/v1beta2/clusterqueues": ("ClusterQueue", False),
+    "kueue.x-k8s.io/v1beta2/localqueues": ("LocalQueue", True),
 }
+# KAI-Scheduler's Queue.
+KAI_RESOURCES: dict[str, tuple[str, bool]] = {"scheduling.run.ai/v2/queues": ("Queue", False)}
 # Groups whose list items a real API server sends without apiVersion and kind.
 _BUILTIN_GROUPS = frozenset({"", "apps", "batch", "autoscaling"})
 _VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
@@ -269,7 +275,7 @@ class FakeKubeAPI:
     reactions, ``objects``) once the calls under test have returned.
     """
 
-    def __init__(self, *, kubeflow: bool = True, kueue: bool = True) -> None:
+    def __init__(self, *, kubeflow: bool = True, kueue: bool = True, kai: bool = True) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -285,6 +291,9 @@ class FakeKubeAPI:
                 self.declare(resource, kind, namespaced=namespaced)
         if kueue:
             for resource, (kind, namespaced) in KUEUE_RESOURCES.items():
+                self.declare(resource, kind, namespaced=namespaced)
+        if kai:
+            for resource, (kind, namespaced) in KAI_RESOURCES.items():
                 self.declare(resource, kind, namespaced=namespaced)
 
     def _run(self, coro: Any) -> Any:

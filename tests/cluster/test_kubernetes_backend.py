@@ -41,6 +41,8 @@ from app.cluster.kubernetes import (
 )
 from app.domain.kinds import MANAGED
 from app.domain.labels import MANAGED_SELECTOR
+from app.rendering.context import SCHEDULERS, Scheduler
+from app.rendering.project import ProjectContext, project_objects, render_project, shared
 from tests.cluster import kube_samples as samples
 from tests.cluster.kube_fake import FakeKubeAPI
 
@@ -492,7 +494,8 @@ def test_observe_relists_when_a_continue_token_expires(api: FakeKubeAPI) -> None
     assert len(pod_lists) == 2 + 3  # a page, the 410, then the whole list again
 
     api.handler.expire_continue = 100
-    expiring = make_backend(api, page_size=2, sync_timeout=1)
+    # (Long enough for the informers of every watched kind to have listed once.)
+    expiring = make_backend(api, page_size=2, sync_timeout=5)
     with pytest.raises(ClusterUnreachable, match="expiring"):
         expiring.observe()
 
@@ -903,6 +906,15 @@ def test_the_backend_uses_exactly_the_permissions_it_declares(
         manifests = samples.workload(workload_type, wid, name=workload_type)
         backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
         applied.append((wid, manifests))
+    for scheduler in SCHEDULERS:
+        objects = project_objects(project_context(scheduler))
+        backend.apply_project(
+            project="team-a", manifests=render_project(project_context(scheduler))
+        )
+        backend.apply_project(project="", manifests=shared(scheduler))
+        backend.delete_project_objects(
+            project="team-a", objects=[ObjectRef.of(o) for o in objects[1:]]
+        )
     backend.observe()
     wait_until(lambda: len(watches(api)) == len(WATCHED_KINDS), "a watch per kind")
     for wid, manifests in applied:
@@ -962,3 +974,64 @@ def test_a_kueue_workload_joins_the_workload_of_the_job_it_queues(
     api.put("kueue.x-k8s.io/v1beta2/workloads", other)
     time.sleep(0.3)
     assert [o["kind"] for o in backend.observe().of(wid).objects] == ["Job", "Workload"]
+
+
+def project_context(scheduler: Scheduler) -> ProjectContext:
+    return ProjectContext.of(
+        name="team-a",
+        namespace=NS,
+        queue=None,
+        scheduler=scheduler,
+        quota={"gpu": {"deserved": "4", "limit": "8", "overQuotaWeight": "1"}},
+        default_scheduler="none",
+    )
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_a_projects_objects_are_applied_where_they_live_and_observed_by_project(
+    api: FakeKubeAPI, backend: KubernetesBackend, scheduler: Scheduler
+) -> None:
+    ctx = project_context(scheduler)
+    backend.apply_project(project="team-a", manifests=render_project(ctx))
+    backend.apply_project(project="", manifests=shared(scheduler))
+    paths = sorted(r.url.path for r in patches(api))
+    expected = {
+        "kueue": [
+            "/apis/kueue.x-k8s.io/v1beta2/clusterqueues/" + NS,
+            "/apis/kueue.x-k8s.io/v1beta2/namespaces/" + NS + "/localqueues/team-a",
+            "/apis/kueue.x-k8s.io/v1beta2/resourceflavors/runplane",
+        ],
+        "kai": [
+            "/apis/scheduling.run.ai/v2/queues/runplane",
+            "/apis/scheduling.run.ai/v2/queues/team-a",
+        ],
+        "none": [f"/api/v1/namespaces/{NS}/resourcequotas/runplane-quota"],
+    }[scheduler]
+    assert paths == expected
+    assert all(r.params["fieldManager"] == "runplane" for r in patches(api))
+    observed = backend.observe().projects or {}
+    own = sorted(o["kind"] for o in observed.get("team-a", []))
+    assert own == sorted(o["kind"] for o in render_project(ctx)[1:])
+    assert sorted(o["kind"] for o in observed.get("", [])) == [o["kind"] for o in shared(scheduler)]
+    # Removed: gone from the cluster and from what is observed.
+    backend.delete_project_objects(
+        project="team-a", objects=[ObjectRef.of(o) for o in render_project(ctx)[1:]]
+    )
+    wait_until(lambda: not (backend.observe().projects or {}).get("team-a"), "the deletion")
+
+
+def test_a_projects_objects_without_their_labels_are_refused(backend: KubernetesBackend) -> None:
+    (_, local_queue) = render_project(project_context("kueue"))[1:]
+    with pytest.raises(ObjectRejected, match="lacks the labels"):
+        backend.apply_project(project="team-b", manifests=[local_queue])
+    with pytest.raises(ObjectRejected, match="not a project's object"):
+        backend.apply_project(project="team-a", manifests=[samples.job(new_id(), name="j")])
+
+
+def test_a_scheduler_not_installed_is_said_before_anything_is_applied(
+    backend: KubernetesBackend, api: FakeKubeAPI
+) -> None:
+    api.undeclare("scheduling.run.ai/v2/queues")
+    with pytest.raises(KindNotInstalled, match="KAI-Scheduler"):
+        backend.apply_project(project="team-a", manifests=render_project(project_context("kai")))
+    assert patches(api) == []

@@ -54,6 +54,14 @@ class Flaky:
         self._check()
         self.inner.delete(**kw)
 
+    def apply_project(self, **kw: Any) -> None:
+        self._check()
+        self.inner.apply_project(**kw)
+
+    def delete_project_objects(self, **kw: Any) -> None:
+        self._check()
+        self.inner.delete_project_objects(**kw)
+
     def watch(self, wake: Callable[[], None]) -> None:
         self.inner.watch(wake)
 
