@@ -102,6 +102,13 @@ class ClusterBackend(Protocol):
         """Delete the objects with their dependents; objects already gone are fine."""
         ...
 
+    def set_queue_active(self, *, workload_id: str, namespace: str, active: bool) -> None:
+        """Stop (``active`` false) or resume a job that Kueue queues, through Kueue: its
+        Workload's ``spec.active``. Kueue owns such a job's ``suspend`` (it admits a job by
+        unsuspending it), so Runplane never writes that again once the job is in the cluster.
+        Raises :class:`ClusterError` while Kueue has not made the Workload yet."""
+        ...
+
     def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:
         """Create or update a project's own objects (``project`` "": those projects share), as
         :meth:`apply` does; a Namespace among them is created if the backend may."""

@@ -93,6 +93,8 @@ REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
         for verb in ("create", "patch", "delete")
     }
     | {(k.group, k.plural, verb) for k in WATCHED_KINDS for verb in ("list", "watch")}
+    # Stopping and resuming a job Kueue queues: its Workload's spec.active.
+    | {(kinds.KUEUE_WORKLOAD.group, kinds.KUEUE_WORKLOAD.plural, "patch")}
 )
 # Only with create_namespaces=True: a POST that tolerates 409, so no "get" is needed either.
 NAMESPACE_PERMISSIONS: Final[frozenset[Permission]] = frozenset({("", "namespaces", "create")})
@@ -359,6 +361,33 @@ class KubernetesBackend:
 
     def delete(self, *, workload_id: str, namespace: str, objects: Sequence[ObjectRef]) -> None:
         self._delete(objects, namespace=namespace)
+
+    def set_queue_active(self, *, workload_id: str, namespace: str, active: bool) -> None:
+        with self._index_lock:
+            objects, _ = self._index.get(workload_id, _EMPTY_ENTRY)
+            uids = [str((o.get("metadata") or {}).get("uid")) for o in objects.values()]
+            queued = next((self._queued[u] for u in uids if u in self._queued), None)
+        if queued is None:
+            raise ClusterError("waiting for Kueue to make the job's Workload")
+        meta = queued.get("metadata") or {}
+        name, where = str(meta.get("name")), str(meta.get("namespace") or namespace)
+        body = {
+            "apiVersion": kinds.KUEUE_WORKLOAD.api_version,
+            "kind": kinds.KUEUE_WORKLOAD.kind,
+            "metadata": {"name": name, "namespace": where},
+            "spec": {"active": active},
+        }
+        what = f"{'resume' if active else 'stop'} Kueue Workload {where}/{name}"
+        status, data = self._call(
+            "PATCH",
+            _object_path(kinds.KUEUE_WORKLOAD, where, name),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=body,
+            content_type=APPLY_CONTENT_TYPE,
+            what=what,
+        )
+        if not 200 <= status < 300:
+            raise _error(status, data, what=what)
 
     def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:
         found = [self._project_kind(m, project=project) for m in manifests]

@@ -26,7 +26,7 @@ from app.cluster.simulation import ClusterShape, SimCache, SimInput, Timing, sim
 from app.db import BlockingDatabase, Conn
 from app.domain.quota import QuotaBook
 from app.projects import repository as projects
-from app.rendering import is_stopped
+from app.rendering import is_stopped, stopped_form
 from app.rendering.validation import validate_manifests
 from app.sql import columns, fetch_all
 
@@ -180,6 +180,17 @@ class SimulatedBackend:
             namespace=namespace,
             manifests=list(manifests),
             now=now,
+        )
+
+    def set_queue_active(self, *, workload_id: str, namespace: str, active: bool) -> None:
+        """No Kueue here: a stop or a resume is the stopped or the running form, applied."""
+        ident = uuid.UUID(workload_id)
+        stored = self._manifests.get(ident)
+        manifests = stored[1] if stored is not None else self.db.run(_manifests, ids=[ident])[0][2]
+        self.apply(
+            workload_id=workload_id,
+            namespace=namespace,
+            manifests=manifests if active else stopped_form(manifests),
         )
 
     def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:

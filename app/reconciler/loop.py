@@ -72,7 +72,7 @@ from app.reconciler.usage import (
     capacity,
     node_pools,
 )
-from app.rendering import DEFAULT_NODE_POOL_LABEL_KEY, Scheduler, stopped_form
+from app.rendering import DEFAULT_NODE_POOL_LABEL_KEY, Scheduler, queued_by_kueue, stopped_form
 from app.rendering.project import ProjectContext, render_project, shared
 from app.workloads import repository as workloads
 from app.workloads.repository import Event, OutboxRow, StatusWrite
@@ -192,9 +192,10 @@ class Reconciler:
             log.warning("observe failed: %s", exc)
             observation = Observation(workloads={}, list_calls=0)
         report.list_calls = observation.list_calls
-        just_applied = self._drain_outbox(observation, report, reachable=cluster_error is None)
         if cluster_error is None:
+            # First: a workload may need its project's queue.
             self._sync_projects(observation, now=now)
+        just_applied = self._drain_outbox(observation, report, reachable=cluster_error is None)
         waiting = self._usage_and_queues(observation) if cluster_error is None else {}
         self._update_statuses(
             observation,
@@ -259,6 +260,15 @@ class Reconciler:
                             "(a deleted workload of the same name) to be removed.",
                             reason="NameInUse",
                         )
+                if row.applied_generation > 0 and queued_by_kueue(row.manifests):
+                    # Kueue owns the job's suspend once it is in the cluster: stop and resume
+                    # through Kueue, never by writing the job again.
+                    self.backend.set_queue_active(
+                        workload_id=workload_id,
+                        namespace=row.namespace,
+                        active=row.desired_phase == "Running",
+                    )
+                    return self._done(_Outcome(row, True, reason="SentToKueue"))
                 manifests = (
                     stopped_form(row.manifests) if row.desired_phase == "Stopped" else row.manifests
                 )
@@ -282,7 +292,10 @@ class Reconciler:
         except ClusterError as exc:
             # Retryable, but about this workload alone (a 5xx, its namespace terminating...).
             return self._retry(row, exc, now)
-        self._retrying.pop(row.id, None)
+        return self._done(outcome)
+
+    def _done(self, outcome: _Outcome) -> _Outcome:
+        self._retrying.pop(outcome.row.id, None)
         return outcome
 
     def _retry(self, row: OutboxRow, exc: ClusterError, now: datetime) -> _Outcome:
@@ -306,7 +319,7 @@ class Reconciler:
         writes: list[StatusWrite] = []
         for o in outcomes:
             if o.applied:
-                report.applied += o.reason == "Applied"
+                report.applied += o.reason in ("Applied", "SentToKueue")
                 report.deleted += o.reason == "DeleteSent"
             if not o.applied or o.phase is not None:
                 report.apply_errors += 1
@@ -689,6 +702,7 @@ def run_reconciler(settings: Settings, stop: threading.Event) -> None:
 
 _EVENT_TEXT = {
     "Applied": "Applied to the cluster.",
+    "SentToKueue": "Sent to Kueue (the spec.active of its Workload).",
     "DeleteSent": "Deletion sent to the cluster.",
 }
 

@@ -882,8 +882,11 @@ def permissions_used(requests: list[kmock.Request]) -> set[Permission]:
             continue  # discovery: no RBAC rule needed
         group, plural = r.resource.group or "", r.resource.plural
         if r.method == kmock.method.PATCH:
-            # Server-side apply that creates the object is also authorized as a create.
-            used |= {(group, plural, "patch"), (group, plural, "create")}
+            # Server-side apply that creates the object is also authorized as a create; a
+            # Kueue Workload is only ever patched once Kueue made it.
+            used.add((group, plural, "patch"))
+            if plural != "workloads":
+                used.add((group, plural, "create"))
         elif r.method == kmock.method.POST:
             used.add((group, plural, "create"))
         elif r.method == kmock.method.DELETE:
@@ -915,7 +918,9 @@ def test_the_backend_uses_exactly_the_permissions_it_declares(
         backend.delete_project_objects(
             project="team-a", objects=[ObjectRef.of(o) for o in objects[1:]]
         )
-    backend.observe()
+    queued_id = put_queued_job(api)
+    wait_until(lambda: len(backend.observe().of(queued_id).objects) == 2, "the Kueue Workload")
+    backend.set_queue_active(workload_id=queued_id, namespace=NS, active=False)
     wait_until(lambda: len(watches(api)) == len(WATCHED_KINDS), "a watch per kind")
     for wid, manifests in applied:
         backend.delete(workload_id=wid, namespace=NS, objects=refs(manifests))
@@ -938,6 +943,40 @@ def test_observe_reads_the_nodes_whatever_their_labels(
     assert [n["metadata"]["name"] for n in backend.observe().nodes or ()] == ["gpu-1"]
     api.put("v1/nodes", {**node, "metadata": {"name": "gpu-2"}})
     wait_until(lambda: len(backend.observe().nodes or ()) == 2, "the second node")
+
+
+def put_queued_job(api: FakeKubeAPI) -> str:
+    """A Job with Kueue's label, and the Workload Kueue would make for it; its workload id."""
+    wid = new_id()
+    job = samples.job(wid, name=f"queued-{wid[:8]}")
+    job["metadata"]["uid"] = f"uid-{wid}"
+    job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = "team-a"
+    api.put("batch/v1/jobs", job)
+    owner = {"kind": "Job", "name": job["metadata"]["name"], "uid": f"uid-{wid}"}
+    workload = {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "Workload",
+        "metadata": {"name": f"job-{wid[:8]}", "namespace": NS, "ownerReferences": [owner]},
+        "spec": {"active": True, "queueName": "team-a"},
+    }
+    api.put("kueue.x-k8s.io/v1beta2/workloads", workload)
+    return wid
+
+
+def test_stop_and_resume_through_kueue_write_only_the_workloads_active(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    with pytest.raises(ClusterError, match="waiting for Kueue"):
+        backend.set_queue_active(workload_id=wid, namespace=NS, active=False)
+    wid = put_queued_job(api)
+    wait_until(lambda: len(backend.observe().of(wid).objects) == 2, "the Kueue Workload")
+    backend.set_queue_active(workload_id=wid, namespace=NS, active=False)
+    (patch,) = patches(api)
+    assert patch.url.path == f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{NS}/workloads/job-{wid[:8]}"
+    assert patch.params["fieldManager"] == "runplane"
+    assert patch.data["spec"] == {"active": False}
+    assert not [r for r in patches(api) if "/jobs/" in r.url.path]  # the Job is Kueue's
 
 
 def test_a_kueue_workload_joins_the_workload_of_the_job_it_queues(

@@ -54,6 +54,10 @@ class Flaky:
         self._check()
         self.inner.delete(**kw)
 
+    def set_queue_active(self, **kw: Any) -> None:
+        self._check()
+        self.inner.set_queue_active(**kw)
+
     def apply_project(self, **kw: Any) -> None:
         self._check()
         self.inner.apply_project(**kw)

@@ -3,8 +3,9 @@
 ``kube_control_plane`` (session) runs etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok with one fake node on 127.0.0.1, with the Kubeflow CRDs of the pinned
 upstream modules installed; ``kube_operators`` (session) adds the Kubeflow training operator and
-the MPI operator. They build the binaries first when they are not cached (that can take a long
-while on a cold machine; ``tools/k8s-testenv/build.sh`` does the same ahead of time).
+the MPI operator, ``kube_kueue`` (session) Kueue's manager and CRDs. They build the binaries
+first when they are not cached (that can take a long while on a cold machine;
+``tools/k8s-testenv/build.sh`` does the same ahead of time).
 
 When the binaries can't be had, the tests here are skipped with the reason, or fail when
 ``RUNPLANE_REQUIRE_KUBE=1`` (CI). ``RUNPLANE_KUBE_BUILD=0`` forbids building from here;
@@ -89,6 +90,24 @@ def kube_operators(
         yield operators
     finally:
         operators.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_kueue(
+    kube_control_plane: testenv.ControlPlane, kube_log_dir: Path
+) -> Iterator[testenv.KueueManager]:
+    """Kueue's manager running against ``kube_control_plane``, its CRDs installed."""
+    bin_dir, built_in = _binaries([testenv.KUEUE, testenv.CRDS], kube_log_dir)
+    kueue = testenv.KueueManager(kube_control_plane, bin_dir, log_dir=kube_log_dir)
+    kueue.start()
+    print(
+        f"\nKueue: binaries ready in {built_in:.1f}s, up in {kueue.startup_seconds:.1f}s; "
+        f"logs in {kube_log_dir}"
+    )
+    try:
+        yield kueue
+    finally:
+        kueue.stop()
 
 
 @pytest.fixture(scope="session")
