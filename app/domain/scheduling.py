@@ -83,9 +83,9 @@ class Verdict:
 
 
 def gpus(amount: Decimal) -> str:
-    """``2 GPUs``, ``1 GPU``, ``0.5 GPU``."""
+    """``2 GPUs``, ``1 GPU``, ``0.5 GPU``, ``0 GPUs``."""
     text = format(amount.normalize(), "f")
-    return f"{text} GPU" if amount <= 1 else f"{text} GPUs"
+    return f"{text} GPU" if 0 < amount <= 1 else f"{text} GPUs"
 
 
 def ordinal(n: int) -> str:

@@ -39,7 +39,9 @@ def test_priority_and_preemptibility_follow_kai(
 
 
 def test_words() -> None:
-    assert [gpus(D(1)), gpus(D("0.5")), gpus(D(2))] == ["1 GPU", "0.5 GPU", "2 GPUs"]
+    assert [gpus(D(1)), gpus(D("0.5")), gpus(D(2)), gpus(D(0))] == [
+        "1 GPU", "0.5 GPU", "2 GPUs", "0 GPUs",
+    ]  # fmt: skip
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 21, 22)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "21st", "22nd",
     ]  # fmt: skip

@@ -185,5 +185,5 @@ def test_a_dry_run_waits_for_capacity_when_the_cluster_is_full(world: World) -> 
     assert verdict["verdict"] == "WaitsForCapacity"
     assert verdict["message"] == (
         "Waiting for capacity: needs 2 GPUs; project team-a uses 0 of 4 deserved (limit 4); "
-        "0 GPU free in the cluster, at most 0 on one node"
+        "0 GPUs free in the cluster, at most 0 on one node"
     )
