@@ -10,6 +10,7 @@ since the scheduler reclaims it).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 
 from app.domain import scheduling
@@ -50,13 +51,7 @@ def explain(
         room = capacity
         if capacity is not None:
             others = sum((b for p, b in borrowed.items() if p != project), Decimal(0))
-            room = scheduling.Capacity(
-                total=capacity.total,
-                largest_node=capacity.largest_node,
-                free=capacity.free,
-                largest_free=capacity.largest_free,
-                reclaimable=others,
-            )
+            room = replace(capacity, reclaimable=others)
         for position, (_, _, workload_id, part) in enumerate(queue, start=1):
             verdict = scheduling.verdict(
                 project=project,

@@ -9,6 +9,7 @@ the reconciler explains waiting workloads with.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -65,13 +66,7 @@ async def verdict(
             ),
             Decimal(0),
         )
-        room = scheduling.Capacity(
-            total=room.total,
-            largest_node=room.largest_node,
-            free=room.free,
-            largest_free=room.largest_free,
-            reclaimable=borrowed,
-        )
+        room = replace(room, reclaimable=borrowed)
     found = scheduling.verdict(
         project=project,
         request=request.gpu,

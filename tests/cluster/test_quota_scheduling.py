@@ -73,13 +73,18 @@ class Cluster:
             self.items[item.key] = item
 
     def run(self, second: float) -> dict[str, SimResult]:
-        results = simulate(
-            workloads=list(self.items.values()),
-            cluster=self.cluster,
-            now=at(second),
-            timing=TIMING,
-            quotas=self.quotas,
+        return self.keep(
+            simulate(
+                workloads=list(self.items.values()),
+                cluster=self.cluster,
+                now=at(second),
+                timing=TIMING,
+                quotas=self.quotas,
+            )
         )
+
+    def keep(self, results: list[SimResult]) -> dict[str, SimResult]:
+        """Pass each result's pins back, as the backend stores them."""
         for r in results:
             self.items[r.key] = replace(
                 self.items[r.key],
@@ -274,20 +279,14 @@ def test_cached_calls_decide_as_uncached_ones() -> None:
     cached.add(*items)
     for second in range(0, 40, 3):
         plain.run(second)
-        got = simulate(
-            workloads=list(cached.items.values()),
-            cluster=CLUSTER,
-            now=at(second),
-            timing=TIMING,
-            quotas=quotas,
-            cache=cache,
-        )
-        for r in got:
-            cached.items[r.key] = replace(
-                cached.items[r.key],
-                scheduled_at=r.scheduled_at,
-                preempted_at=r.preempted_at,
-                preempted_by=r.preempted_by,
+        cached.keep(
+            simulate(
+                workloads=list(cached.items.values()),
+                cluster=CLUSTER,
+                now=at(second),
+                timing=TIMING,
+                quotas=quotas,
+                cache=cache,
             )
-        cached.results = {r.key: r for r in got}
+        )
         assert (cached.running(), cached.waiting()) == (plain.running(), plain.waiting())

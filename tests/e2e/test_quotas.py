@@ -7,38 +7,26 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from app.cluster.simulated import SimulatedBackend
-from app.cluster.simulation import ClusterShape, Timing
+from app.cluster.simulation import Timing
 from app.config import Settings
 from app.db import BlockingDatabase
-from app.main import create_app
-from app.reconciler.loop import Reconciler
-from tests.conftest import AUTH
-from tests.e2e.test_simulated import Clock, Flaky, World
+from tests.e2e.test_simulated import World, world_of
 
 
 @pytest.fixture
 def world(db: BlockingDatabase, settings: Settings) -> Iterator[World]:
-    clock = Clock()
-    backend = Flaky(
-        SimulatedBackend(
-            db,
-            cluster=ClusterShape(nodes=2, gpus_per_node=4),
-            timing=Timing(schedule_seconds=1, start_seconds=2, run_seconds=30),
-            clock=clock,
-        )
-    )
-    reconciler = Reconciler(db=db, backend=backend, pending_timeout=300, clock=clock)
-    with TestClient(create_app(settings, reconcile=False), headers=AUTH) as client:
-        for name, quota in (
-            ("team-a", {"gpu": {"deserved": 4, "limit": 4}}),
-            ("team-b", {"gpu": {"deserved": 0}}),
-        ):
-            r = client.post("/api/v1/projects", json={"name": name, "quota": quota})
-            assert r.status_code == 201, r.text
-        yield World(client, clock, backend, reconciler)
+    with world_of(
+        db,
+        settings,
+        projects={
+            "team-a": {"gpu": {"deserved": 4, "limit": 4}},
+            "team-b": {"gpu": {"deserved": 0}},
+        },
+        timing=Timing(schedule_seconds=1, start_seconds=2, run_seconds=30),
+        pending_timeout=300,
+    ) as made:
+        yield made
 
 
 def training(gpus: int = 2, **extra: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import pytest
 from kubernetes.client import ApiClient
@@ -74,22 +74,38 @@ def kube_control_plane(kube_log_dir: Path) -> Iterator[testenv.ControlPlane]:
         cp.stop()
 
 
+P = TypeVar("P", bound=testenv.Processes)
+
+
+def _run(
+    kind: type[P], names: list[str], what: str, control_plane: testenv.ControlPlane, log_dir: Path
+) -> Iterator[P]:
+    """Processes of ``kind`` running against the control plane for as long as the session."""
+    bin_dir, built_in = _binaries(names, log_dir)
+    processes = kind(control_plane, bin_dir, log_dir=log_dir)
+    processes.start()
+    print(
+        f"\n{what}: binaries ready in {built_in:.1f}s, up in {processes.startup_seconds:.1f}s; "
+        f"logs in {log_dir}"
+    )
+    try:
+        yield processes
+    finally:
+        processes.stop()
+
+
 @pytest.fixture(scope="session")
 def kube_operators(
     kube_control_plane: testenv.ControlPlane, kube_log_dir: Path
 ) -> Iterator[testenv.KubeflowOperators]:
     """The Kubeflow training operator and MPI operator running against ``kube_control_plane``."""
-    bin_dir, built_in = _binaries(list(testenv.OPERATORS), kube_log_dir)
-    operators = testenv.KubeflowOperators(kube_control_plane, bin_dir, log_dir=kube_log_dir)
-    operators.start()
-    print(
-        f"\nKubeflow operators: binaries ready in {built_in:.1f}s, "
-        f"up in {operators.startup_seconds:.1f}s; logs in {kube_log_dir}"
+    yield from _run(
+        testenv.KubeflowOperators,
+        list(testenv.OPERATORS),
+        "Kubeflow operators",
+        kube_control_plane,
+        kube_log_dir,
     )
-    try:
-        yield operators
-    finally:
-        operators.stop()
 
 
 @pytest.fixture(scope="session")
@@ -97,17 +113,13 @@ def kube_kueue(
     kube_control_plane: testenv.ControlPlane, kube_log_dir: Path
 ) -> Iterator[testenv.KueueManager]:
     """Kueue's manager running against ``kube_control_plane``, its CRDs installed."""
-    bin_dir, built_in = _binaries([testenv.KUEUE, testenv.CRDS], kube_log_dir)
-    kueue = testenv.KueueManager(kube_control_plane, bin_dir, log_dir=kube_log_dir)
-    kueue.start()
-    print(
-        f"\nKueue: binaries ready in {built_in:.1f}s, up in {kueue.startup_seconds:.1f}s; "
-        f"logs in {kube_log_dir}"
+    yield from _run(
+        testenv.KueueManager,
+        [testenv.KUEUE, testenv.CRDS],
+        "Kueue",
+        kube_control_plane,
+        kube_log_dir,
     )
-    try:
-        yield kueue
-    finally:
-        kueue.stop()
 
 
 @pytest.fixture(scope="session")

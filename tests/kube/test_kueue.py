@@ -9,8 +9,7 @@ words and starts when the first finishes. Suspend and resume go through Kueue's 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,50 +24,28 @@ from app.reconciler.loop import Reconciler
 from tests.conftest import AUTH
 from tests.kube import testenv
 from tests.kube.helpers import get, list_objects
+from tests.kube.test_operators import Runplane
 
 pytestmark = pytest.mark.kube
 
 RUN_SECONDS = 12
 
 
-class Runplane:
-    def __init__(self, client: TestClient, reconciler: Reconciler) -> None:
-        self.client = client
-        self.reconciler = reconciler
-        self.ids: dict[str, str] = {}
-
-    def submit(self, name: str) -> None:
-        spec = {
-            "image": "trainer:1",
-            "compute": {"gpuDevicesRequest": 2},
-            "annotations": {
-                "simulation.runplane.io/outcome": "succeed",
-                "simulation.runplane.io/run-seconds": str(RUN_SECONDS),
-            },
-        }
-        r = self.client.post(
-            "/api/v1/workloads/trainings", json={"name": name, "project": "kq", "spec": spec}
-        )
-        assert r.status_code == 201, r.text
-        self.ids[name] = r.json()["id"]
-
-    def read(self, name: str) -> dict[str, Any]:
-        body: dict[str, Any] = self.client.get(f"/api/v1/workloads/{self.ids[name]}").json()
-        return body
-
-    def until(
-        self, what: str, done: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 90
-    ) -> dict[str, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.reconciler.cycle()
-            seen = {name: self.read(name) for name in self.ids}
-            if done(seen):
-                return seen
-            if time.monotonic() > deadline:
-                now = {n: (w["phase"], w["phaseMessage"]) for n, w in seen.items()}
-                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {now}")
-            time.sleep(0.5)
+def submit(rp: Runplane, name: str) -> None:
+    """A 2-GPU training of project ``kq`` that kwok runs for RUN_SECONDS, then succeeds."""
+    spec = {
+        "image": "trainer:1",
+        "compute": {"gpuDevicesRequest": 2},
+        "annotations": {
+            "simulation.runplane.io/outcome": "succeed",
+            "simulation.runplane.io/run-seconds": str(RUN_SECONDS),
+        },
+    }
+    r = rp.client.post(
+        "/api/v1/workloads/trainings", json={"name": name, "project": "kq", "spec": spec}
+    )
+    assert r.status_code == 201, r.text
+    rp.ids[name] = r.json()["id"]
 
 
 @pytest.fixture
@@ -100,8 +77,8 @@ def test_two_trainings_on_two_deserved_gpus_take_turns_through_kueue(
         json={"name": "kq", "namespace": kube_namespace, "quota": {"gpu": {"deserved": 2}}},
     )
     assert r.status_code == 201, r.text
-    rp.submit("first")
-    rp.submit("second")
+    submit(rp, "first")
+    submit(rp, "second")
 
     # Kueue admits one; the other waits with Kueue's words.
     seen = rp.until(

@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from tests.kube.helpers import apply, delete, get
 
@@ -909,28 +909,18 @@ def _probe_jobs(namespace: str) -> list[dict[str, Any]]:
 
 
 @dataclass
-class KubeflowOperators:
-    """The Kubeflow training operator (PyTorchJob and TFJob only, not its v1 MPIJob) and the MPI
-    operator (MPIJob v2beta1), as processes against a started :class:`ControlPlane`.
-
-    They run as the admin user, with leader election off (training operator) or alone in their
-    lease (MPI operator), their metrics off, and without webhooks: the training operator's only
-    webhook validates jobs, and both operators apply their defaults themselves. The training
-    operator still serves its webhook endpoint (it cannot be switched off) on a free port, with the
-    control plane's serving certificate.
-    """
+class Processes:
+    """Processes run against a started :class:`ControlPlane`, their logs beside its own."""
 
     control_plane: ControlPlane
     bin_dir: Path
     log_dir: Path | None = None
     startup_timeout: float = 120.0
-    lock_timeout: float = 900.0  # another session's MPI operator may hold port 8080 this long
 
     components: list[Component] = field(init=False, default_factory=list)
     startup_seconds: float = field(init=False, default=0.0)
-    _lock: IO[bytes] | None = field(init=False, default=None)
 
-    def __enter__(self) -> KubeflowOperators:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -941,6 +931,29 @@ class KubeflowOperators:
     def logs(self) -> Path:
         cp = self.control_plane
         return self.log_dir or cp.log_dir or cp.workdir / "logs"
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        _stop_all(self.components)
+
+
+@dataclass
+class KubeflowOperators(Processes):
+    """The Kubeflow training operator (PyTorchJob and TFJob only, not its v1 MPIJob) and the MPI
+    operator (MPIJob v2beta1), as processes against a started :class:`ControlPlane`.
+
+    They run as the admin user, with leader election off (training operator) or alone in their
+    lease (MPI operator), their metrics off, and without webhooks: the training operator's only
+    webhook validates jobs, and both operators apply their defaults themselves. The training
+    operator still serves its webhook endpoint (it cannot be switched off) on a free port, with the
+    control plane's serving certificate.
+    """
+
+    lock_timeout: float = 900.0  # another session's MPI operator may hold port 8080 this long
+
+    _lock: IO[bytes] | None = field(init=False, default=None)
 
     def start(self) -> None:
         t0 = time.monotonic()
@@ -969,7 +982,7 @@ class KubeflowOperators:
         self.startup_seconds = time.monotonic() - t0
 
     def stop(self) -> None:
-        _stop_all(self.components)
+        super().stop()
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None
@@ -1072,7 +1085,7 @@ KUEUE_PROBE = "testenv-probe"
 
 
 @dataclass
-class KueueManager:
+class KueueManager(Processes):
     """Kueue's manager (``cmd/kueue`` of the pinned module) as a process against a started
     :class:`ControlPlane`, with Kueue's CRDs installed.
 
@@ -1083,26 +1096,6 @@ class KueueManager:
     Leader election, metrics and the visibility server are off; only batch/v1 Jobs are
     integrated. Fair sharing is on, so that ClusterQueues' weights count.
     """
-
-    control_plane: ControlPlane
-    bin_dir: Path
-    log_dir: Path | None = None
-    startup_timeout: float = 120.0
-
-    components: list[Component] = field(init=False, default_factory=list)
-    startup_seconds: float = field(init=False, default=0.0)
-
-    def __enter__(self) -> KueueManager:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def logs(self) -> Path:
-        cp = self.control_plane
-        return self.log_dir or cp.log_dir or cp.workdir / "logs"
 
     def start(self) -> None:
         t0 = time.monotonic()
@@ -1124,9 +1117,6 @@ class KueueManager:
             )
             self._probe(api)
         self.startup_seconds = time.monotonic() - t0
-
-    def stop(self) -> None:
-        _stop_all(self.components)
 
     def _start(self) -> int:
         cp = self.control_plane
