@@ -25,6 +25,7 @@ from app.config import Settings, get_settings
 from app.db import Database
 from app.deps import authorize, storable_input
 from app.errors import PROBLEM_JSON
+from app.nodepools.router import router as nodepools_router
 from app.observability import RequestContextMiddleware
 from app.openapi import BEARER, responses
 from app.policies.router import explain_router
@@ -131,6 +132,7 @@ def create_app(
         explain_router,
         tokens_router,
         audit_router,
+        nodepools_router,
     ):
         app.include_router(
             router,

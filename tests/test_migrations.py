@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from alembic import command
@@ -68,3 +69,39 @@ def test_token_scopes_move_from_names_to_ids(empty_engine: Engine) -> None:
     migrations.downgrade(empty_engine, "0004")
     with empty_engine.connect() as conn:
         assert conn.scalar(text("SELECT projects FROM api_tokens")) == ["a"]
+
+
+def test_quota_columns_become_deserved_amounts_and_back(empty_engine: Engine) -> None:
+    migrations.upgrade(empty_engine, "0006")
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO projects (id, name, namespace, quota_gpu, quota_cpu, quota_memory)"
+                " VALUES (gen_random_uuid(), 'a', 'ns-a', 8, '500m', '64Gi'),"
+                " (gen_random_uuid(), 'b', 'ns-b', 0.5, NULL, NULL),"
+                " (gen_random_uuid(), 'c', 'ns-c', NULL, NULL, NULL)"
+            )
+        )
+    migrations.upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        quotas: dict[str, Any] = dict(conn.execute(text("SELECT name, quota FROM projects")).all())
+    entry = {"limit": None, "overQuotaWeight": "1"}
+    assert quotas == {
+        "a": {
+            "gpu": {"deserved": "8", **entry},
+            "cpu": {"deserved": "500m", **entry},
+            "memory": {"deserved": "64Gi", **entry},
+        },
+        "b": {"gpu": {"deserved": "0.5", **entry}},
+        "c": {},
+    }
+    migrations.downgrade(empty_engine, "0006")
+    with empty_engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT name, quota_gpu::text, quota_cpu, quota_memory FROM projects ORDER BY 1")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("a", "8.000", "500m", "64Gi"),
+        ("b", "0.500", None, None),
+        ("c", None, None, None),
+    ]

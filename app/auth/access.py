@@ -50,6 +50,7 @@ DECISIONS: Mapping[tuple[str, str], Decision] = {
     ("POST", _P + "/projects"): _d("admin", "global", "create projects"),
     ("GET", _P + "/projects"): _d("viewer", "filter", "list projects"),
     ("GET", _P + "/projects/{project}"): _d("viewer", "path", "read projects"),
+    ("GET", _P + "/projects/{project}/manifests"): _d("viewer", "path", "read projects"),
     ("PATCH", _P + "/projects/{project}"): _d("admin", "path", "change projects"),
     ("DELETE", _P + "/projects/{project}"): _d("admin", "path", "delete projects"),
     # Policies: everyone reads the global ones (they bind every project); only admins write.
@@ -77,6 +78,8 @@ DECISIONS: Mapping[tuple[str, str], Decision] = {
     ("POST", _WORKLOAD + "/suspend"): _d("researcher", "resource", "suspend workloads"),
     ("POST", _WORKLOAD + "/resume"): _d("researcher", "resource", "resume workloads"),
     ("DELETE", _WORKLOAD): _d("researcher", "resource", "delete workloads"),
+    # The cluster: every principal may see what capacity there is (as in Run:ai).
+    ("GET", _P + "/nodepools"): _d("viewer", "global", "read node pools"),
     # Tokens and audit
     ("POST", _P + "/tokens"): _d("admin", "global", "create tokens"),
     ("GET", _P + "/tokens"): _d("admin", "global", "list tokens"),

@@ -49,10 +49,13 @@ class ObjectRef:
     api_version: str
     kind: str
     name: str
+    # A project's objects say where they are (a workload's are all in its namespace).
+    namespace: str | None = None
 
     @classmethod
     def of(cls, manifest: Mapping[str, Any]) -> ObjectRef:
-        return cls(manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"])
+        meta = manifest["metadata"]
+        return cls(manifest["apiVersion"], manifest["kind"], meta["name"], meta.get("namespace"))
 
 
 @dataclass
@@ -67,12 +70,17 @@ class Observed:
 
 @dataclass
 class Observation:
-    """Everything managed, grouped by workload id; how many list calls it took; and which
-    workloads' objects changed since the previous observation (None: any may have)."""
+    """Everything managed, grouped by workload id; how many list calls it took; which
+    workloads' objects changed since the previous observation (None: any may have); and the
+    cluster's Nodes (None: this backend cannot tell)."""
 
     workloads: Mapping[str, Observed]
     list_calls: int
     changed: frozenset[str] | None = None
+    nodes: Sequence[Manifest] | None = None
+    # The projects' own objects (scheduler queues, ResourceQuotas) by their project label, ""
+    # for those all projects share; None: this backend cannot tell.
+    projects: Mapping[str, Sequence[Manifest]] | None = None
 
     def of(self, workload_id: str) -> Observed:
         return self.workloads.get(workload_id) or Observed()
@@ -93,6 +101,22 @@ class ClusterBackend(Protocol):
 
     def delete(self, *, workload_id: str, namespace: str, objects: Sequence[ObjectRef]) -> None:
         """Delete the objects with their dependents; objects already gone are fine."""
+        ...
+
+    def set_queue_active(self, *, workload_id: str, namespace: str, active: bool) -> None:
+        """Stop (``active`` false) or resume a job that Kueue queues, through Kueue: its
+        Workload's ``spec.active``. Kueue owns such a job's ``suspend`` (it admits a job by
+        unsuspending it), so Runplane never writes that again once the job is in the cluster.
+        Raises :class:`ClusterError` while Kueue has not made the Workload yet."""
+        ...
+
+    def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:
+        """Create or update a project's own objects (``project`` "": those projects share), as
+        :meth:`apply` does; a Namespace among them is created if the backend may."""
+        ...
+
+    def delete_project_objects(self, *, project: str, objects: Sequence[ObjectRef]) -> None:
+        """Delete some of a project's own objects (never its namespace)."""
         ...
 
     def observe(self) -> Observation:

@@ -41,7 +41,13 @@ from app.cluster.backend import (
 from app.cluster.informer import Informer, NotServed, run_all
 from app.domain import kinds
 from app.domain.kinds import Kind
-from app.domain.labels import MANAGED_BY, MANAGED_BY_LABEL, MANAGED_SELECTOR, WORKLOAD_ID_LABEL
+from app.domain.labels import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MANAGED_SELECTOR,
+    PROJECT_LABEL,
+    WORKLOAD_ID_LABEL,
+)
 
 log = logging.getLogger("runplane.cluster.kubernetes")
 
@@ -65,21 +71,32 @@ def _object_path(kind: Kind, namespace: str | None, name: str) -> str:
     return f"{_collection_path(kind, namespace)}/{quote(name, safe='')}"
 
 
-# What observe() lists, one call per kind per cycle: the managed kinds, then their pods (which
-# carry the workload labels from the pod templates). An unknown kind is refused before any call,
-# so that no permission outside REQUIRED_PERMISSIONS is ever needed.
-OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*kinds.MANAGED, kinds.POD)
-# And what it watches besides: the events of those objects and pods, one informer more.
-WATCHED_KINDS: Final[tuple[Kind, ...]] = (*OBSERVED_KINDS, kinds.EVENT)
+# What observe() lists and then watches, one informer per kind: the managed kinds, then their
+# pods (which carry the workload labels from the pod templates), by the managed-by label. An
+# unknown kind is refused before any call, so that no permission outside REQUIRED_PERMISSIONS is
+# ever needed.
+OBSERVED_KINDS: Final[tuple[Kind, ...]] = (*kinds.MANAGED, kinds.POD, *kinds.PROJECT_KINDS)
+# Watched whole, as nothing of them carries Runplane's labels: the Nodes (node pools), and
+# Kueue's Workloads, matched to the jobs they queue by their owner's uid.
+CLUSTER_KINDS: Final[tuple[Kind, ...]] = (kinds.NODE, kinds.KUEUE_WORKLOAD)
+# And the cluster's events about those objects and pods, watched once the objects are cached
+# (events carry no labels: the informer keeps the namespaces Runplane's objects are in).
+WATCHED_KINDS: Final[tuple[Kind, ...]] = (*OBSERVED_KINDS, *CLUSTER_KINDS, kinds.EVENT)
 
 # Server-side apply needs "patch", and also "create" when the object does not exist yet (the API
-# server authorizes that create separately). observe() needs "list" (it never watches or gets);
+# server authorizes that create separately). observe() needs "list" and "watch" (never "get");
 # delete() needs "delete". Discovery (/api, /apis/...) is open to every authenticated user through
 # the built-in system:discovery role, so it needs no rule.
 Permission = tuple[str, str, str]  # (API group, resource, verb)
 REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
-    {(k.group, k.plural, verb) for k in kinds.MANAGED for verb in ("create", "patch", "delete")}
-    | {(k.group, k.plural, "list") for k in WATCHED_KINDS}
+    {
+        (k.group, k.plural, verb)
+        for k in (*kinds.MANAGED, *kinds.PROJECT_KINDS)
+        for verb in ("create", "patch", "delete")
+    }
+    | {(k.group, k.plural, verb) for k in WATCHED_KINDS for verb in ("list", "watch")}
+    # Stopping and resuming a job Kueue queues: its Workload's spec.active.
+    | {(kinds.KUEUE_WORKLOAD.group, kinds.KUEUE_WORKLOAD.plural, "patch")}
 )
 # Only with create_namespaces=True: a POST that tolerates 409, so no "get" is needed either.
 NAMESPACE_PERMISSIONS: Final[frozenset[Permission]] = frozenset({("", "namespaces", "create")})
@@ -268,6 +285,13 @@ class KubernetesBackend:
         # index (observe) stays as it was.
         self._informers: dict[Kind, Informer] = {}
         self._index: dict[str, _Entry] = {}
+        # Kueue's Workloads by the uid of the job they queue, and which workload owns each of
+        # the managed objects' uids: a Kueue Workload joins its job's workload when observed.
+        self._queued: dict[str, Manifest] = {}
+        self._owner_of_uid: dict[str, str] = {}
+        self._memo: dict[str, _Memo] = {}
+        # The projects' own objects, by project label ("" for what they share).
+        self._projects: dict[str, dict[tuple[str, str, str], Manifest]] = {}
         self._changed: set[str] = set()
         self._index_lock = threading.Lock()
         self._stop = threading.Event()
@@ -333,6 +357,51 @@ class KubernetesBackend:
             self._apply_one(kind, namespace, manifest)
 
     def delete(self, *, workload_id: str, namespace: str, objects: Sequence[ObjectRef]) -> None:
+        self._delete(objects, namespace=namespace)
+
+    def set_queue_active(self, *, workload_id: str, namespace: str, active: bool) -> None:
+        with self._index_lock:
+            objects, _ = self._index.get(workload_id, _EMPTY_ENTRY)
+            uids = [str((o.get("metadata") or {}).get("uid")) for o in objects.values()]
+            queued = next((self._queued[u] for u in uids if u in self._queued), None)
+        if queued is None:
+            raise ClusterError("waiting for Kueue to make the job's Workload")
+        meta = queued.get("metadata") or {}
+        name, where = str(meta.get("name")), str(meta.get("namespace") or namespace)
+        body = {
+            "apiVersion": kinds.KUEUE_WORKLOAD.api_version,
+            "kind": kinds.KUEUE_WORKLOAD.kind,
+            "metadata": {"name": name, "namespace": where},
+            "spec": {"active": active},
+        }
+        what = f"{'resume' if active else 'stop'} Kueue Workload {where}/{name}"
+        status, data = self._call(
+            "PATCH",
+            _object_path(kinds.KUEUE_WORKLOAD, where, name),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=body,
+            content_type=APPLY_CONTENT_TYPE,
+            what=what,
+        )
+        if not 200 <= status < 300:
+            raise _error(status, data, what=what)
+
+    def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:
+        found = [self._project_kind(m, project=project) for m in manifests]
+        for needed in dict.fromkeys(k for k in found if k is not None):
+            if not self._served(needed):
+                raise KindNotInstalled(needed)
+        for kind, manifest in zip(found, manifests, strict=True):
+            if kind is None:  # the namespace: created if this backend may, never changed
+                if self.create_namespaces:
+                    self._ensure_namespace(manifest["metadata"]["name"])
+                continue
+            self._apply_one(kind, manifest["metadata"].get("namespace") or "", manifest)
+
+    def delete_project_objects(self, *, project: str, objects: Sequence[ObjectRef]) -> None:
+        self._delete(objects, namespace=None)
+
+    def _delete(self, objects: Sequence[ObjectRef], *, namespace: str | None) -> None:
         options = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
@@ -340,16 +409,17 @@ class KubernetesBackend:
         }
         for ref in objects:
             kind = kinds.lookup(ref.api_version, ref.kind)
-            if kind is None:
+            if kind is None or kind is kinds.NAMESPACE:
                 raise ObjectRejected(
-                    f"{ref.kind} ({ref.api_version}) is not a kind Runplane manages"
+                    f"{ref.kind} ({ref.api_version}) is not a kind Runplane deletes"
                 )
             if not self._served(kind):
                 continue  # nothing of a kind the cluster does not serve can exist
-            what = f"delete {ref.kind} {namespace}/{ref.name}"
+            where = ref.namespace or namespace
+            what = f"delete {ref.kind} {where + '/' if where else ''}{ref.name}"
             status, data = self._call(
                 "DELETE",
-                _object_path(kind, namespace, ref.name),
+                _object_path(kind, where, ref.name),
                 body=options,
                 content_type="application/json",
                 what=what,
@@ -377,19 +447,25 @@ class KubernetesBackend:
                 f"{next(iter(stale.values()))}"
             )
         self._start_events()
+        if len(self._memo) > len(self._index):
+            self._memo = {k: v for k, v in self._memo.items() if k in self._index}
         with self._index_lock:
             self._adopt_events()
             index = dict(self._index)
             events = dict(self._events)
+            queued = dict(self._queued)
+            projects = {owner: list(objs.values()) for owner, objs in self._projects.items()}
             changed = self._changed
             self._changed = set()
         lists = sum(i.lists for i in self._informers.values())
         calls, self._lists_seen = lists - self._lists_seen, lists
         first, self._observed = not self._observed, True
         return Observation(
-            workloads=_Snapshot(index, events),
+            workloads=_Snapshot(index, queued, events, self._memo),
             list_calls=calls,
             changed=None if first else frozenset(changed),
+            nodes=self._informers[kinds.NODE].snapshot(),
+            projects=projects,
         )
 
     def watch(self, wake: Callable[[], None]) -> None:
@@ -404,15 +480,27 @@ class KubernetesBackend:
     def _start(self) -> None:
         if self._informers:
             return
-        for kind in OBSERVED_KINDS:
+        for kind in (*OBSERVED_KINDS, *CLUSTER_KINDS):
+            managed = kind not in CLUSTER_KINDS
+            on_change = {
+                kinds.NODE: self._changed_node,
+                kinds.KUEUE_WORKLOAD: self._changed_queued,
+            }.get(kind)
+            if on_change is None:
+                handler = (
+                    self._changed_project if kind in kinds.PROJECT_KINDS else (self._changed_object)
+                )
+                on_change = functools.partial(handler, kind)
             self._informers[kind] = Informer(
                 kind.plural,
-                lister=functools.partial(self._list, kind),
+                lister=functools.partial(
+                    self._list, kind, selector=MANAGED_SELECTOR if managed else None
+                ),
                 watch_func=self._watch_func(kind),
-                on_change=functools.partial(self._changed_object, kind),
+                on_change=on_change,
                 watch_seconds=self.watch_seconds,
                 stall_seconds=self.stall_seconds,
-                selector=MANAGED_SELECTOR,
+                selector=MANAGED_SELECTOR if managed else None,
                 recheck_missing=self.missing_kind_ttl,
             )
         run_all(self._informers.values(), self._stop)
@@ -477,6 +565,46 @@ class KubernetesBackend:
                 self._events[owner] = {**(self._events.get(owner) or {}), key: event}
                 self._changed.add(owner)
 
+    def _changed_project(self, kind: Kind, before: Manifest | None, after: Manifest | None) -> None:
+        with self._index_lock:
+            for obj, present in ((before, False), (after, True)):
+                if obj is None:
+                    continue
+                meta = obj.get("metadata") or {}
+                owner = str((meta.get("labels") or {}).get(PROJECT_LABEL) or "")
+                key = (kind.kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+                objects = self._projects.setdefault(owner, {})
+                if present:
+                    obj.setdefault("apiVersion", kind.api_version)
+                    obj.setdefault("kind", kind.kind)
+                    objects[key] = obj
+                else:
+                    objects.pop(key, None)
+                    if not objects:
+                        del self._projects[owner]
+        if self._wake is not None:
+            self._wake()
+
+    def _changed_node(self, before: Manifest | None, after: Manifest | None) -> None:
+        if self._wake is not None:
+            self._wake()
+
+    def _changed_queued(self, before: Manifest | None, after: Manifest | None) -> None:
+        """Keep Kueue's Workloads by the uid of the job each queues (in the informer's thread)."""
+        with self._index_lock:
+            for owner in _owner_uids(before):
+                if self._queued.get(owner) is before:
+                    del self._queued[owner]
+            if after is not None:
+                for owner in _owner_uids(after):
+                    self._queued[owner] = after
+            for owner in {*_owner_uids(before), *_owner_uids(after)}:
+                workload_id = self._owner_of_uid.get(owner)
+                if workload_id is not None:
+                    self._changed.add(workload_id)
+        if self._wake is not None:
+            self._wake()
+
     def _changed_object(self, kind: Kind, before: Manifest | None, after: Manifest | None) -> None:
         """Keep the by-workload index in step with an informer (in the informer's thread)."""
         ids = {_workload_of(before), _workload_of(after)} - {None}
@@ -504,8 +632,12 @@ class KubernetesBackend:
                         obj.setdefault("apiVersion", kind.api_version)
                         obj.setdefault("kind", kind.kind)
                         objects[(kind.kind, *name)] = obj
+                        if uid := meta.get("uid"):
+                            self._owner_of_uid[str(uid)] = workload_id
                     else:
                         objects.pop((kind.kind, *name), None)
+                        if uid := meta.get("uid"):
+                            self._owner_of_uid.pop(str(uid), None)
                 if objects or pods:
                     self._index[workload_id] = (objects, pods)
                 else:
@@ -521,11 +653,14 @@ class KubernetesBackend:
         (which answers plain dicts, and serves built-in groups as well)."""
         if kind.group == "":
             core = CoreV1Api(self.api_client)
-            found: Callable[..., Any] = {
+            by_plural: dict[str, Callable[..., Any]] = {
                 "pods": core.list_pod_for_all_namespaces,
                 "services": core.list_service_for_all_namespaces,
                 "events": core.list_event_for_all_namespaces,
-            }[kind.plural]
+                "nodes": core.list_node,
+                "resourcequotas": core.list_resource_quota_for_all_namespaces,
+            }
+            found = by_plural[kind.plural]
             return found
         group, version = kind.api_version.split("/")
         custom = CustomObjectsApi(self.api_client)
@@ -554,12 +689,32 @@ class KubernetesBackend:
             )
         return kind
 
+    def _project_kind(self, manifest: Manifest, *, project: str) -> Kind | None:
+        """The kind of one of a project's objects (None: its Namespace), once its labels are
+        checked: an object without them would be invisible to observe() for ever."""
+        kind = kinds.lookup(str(manifest.get("apiVersion")), str(manifest.get("kind")))
+        metadata = manifest.get("metadata") or {}
+        if kind is kinds.NAMESPACE:
+            return None
+        if kind is None or kind not in kinds.PROJECT_KINDS:
+            raise ObjectRejected(
+                f"{manifest.get('kind')} ({manifest.get('apiVersion')}) is not a project's object"
+            )
+        labels = metadata.get("labels") or {}
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or labels.get(PROJECT_LABEL, "") != project:
+            raise ObjectRejected(
+                f"{kind.kind} {metadata.get('name')} lacks the labels {MANAGED_SELECTOR} and "
+                f"{PROJECT_LABEL}={project}"
+            )
+        return kind
+
     def _apply_one(self, kind: Kind, namespace: str, manifest: Manifest) -> None:
         metadata = dict(manifest["metadata"])
-        metadata.setdefault("namespace", namespace)
+        if kind.namespaced:
+            metadata.setdefault("namespace", namespace)
         body = {**manifest, "metadata": metadata}
         name = metadata["name"]
-        what = f"apply {kind.kind} {namespace}/{name}"
+        what = f"apply {kind.kind} {namespace + '/' if kind.namespaced else ''}{name}"
         path = _object_path(kind, namespace, name)
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
         for attempt in (1, 2):
@@ -618,10 +773,10 @@ class KubernetesBackend:
     def _list(
         self, kind: Kind, *, selector: str | None = MANAGED_SELECTOR
     ) -> tuple[list[Manifest], str]:
-        """Every managed object of a kind across namespaces, page by page, and the list's
-        resourceVersion (to watch from). Raises :class:`NotServed` for a kind the cluster does
-        not serve. A continue token that expired (410: the snapshot was compacted away)
-        restarts the list."""
+        """Every object of a kind across namespaces that ``selector`` selects (None: all), page
+        by page, and the list's resourceVersion (to watch from). Raises :class:`NotServed` for a
+        kind the cluster does not serve. A continue token that expired (410: the snapshot was
+        compacted away) restarts the list."""
         what = f"list {kind.plural}"
         if not self._served(kind):
             raise NotServed(kind.key)
@@ -741,6 +896,9 @@ class KubernetesBackend:
 # A workload's objects (by kind, namespace, name) and pods (by namespace, name).
 _Entry = tuple[dict[tuple[str, str, str], Manifest], dict[tuple[str, str], Manifest]]
 _EMPTY_ENTRY: _Entry = ({}, {})
+_NO_EVENTS: Mapping[tuple[str, str], Manifest] = {}
+# What a workload's Observed was made from (its entry, Kueue Workloads and events), and it.
+_Memo = tuple[_Entry, tuple[Manifest, ...], Mapping[tuple[str, str], Manifest], Observed]
 
 
 def _workload_of(obj: Mapping[str, Any] | None) -> str | None:
@@ -755,24 +913,57 @@ def _namespace(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("namespace") or "")
 
 
+def _owner_uids(obj: Mapping[str, Any] | None) -> list[str]:
+    if obj is None:
+        return []
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or ()
+    return [str(o["uid"]) for o in owners if isinstance(o, dict) and o.get("uid")]
+
+
 class _Snapshot(Mapping[str, Observed]):
     """The cache as it was when observed, by workload id; each :class:`Observed` is made when it
-    is looked at, so that a cycle pays only for the workloads it reads."""
+    is looked at, so that a cycle pays only for the workloads it reads, with the Kueue Workload
+    that queues one of its objects among its objects, and the cluster's events about them.
+    While a workload's entry, Kueue Workloads and events are the same, the same
+    :class:`Observed` is handed out (``memo``), so readers can tell what changed by identity."""
 
     def __init__(
         self,
         index: dict[str, _Entry],
-        events: Mapping[str, Mapping[tuple[str, str], Manifest]] | None = None,
+        queued: dict[str, Manifest],
+        events: Mapping[str, Mapping[tuple[str, str], Manifest]],
+        memo: dict[str, _Memo],
     ) -> None:
         self._index = index
-        self._events = events or {}
+        self._queued = queued
+        self._events = events
+        self._memo = memo
 
     def __getitem__(self, workload_id: str) -> Observed:
-        objects, pods = self._index[workload_id]
-        events = self._events.get(workload_id) or {}
-        return Observed(
-            objects=list(objects.values()), pods=list(pods.values()), events=list(events.values())
+        entry = self._index[workload_id]
+        objects, pods = entry
+        extra = tuple(
+            q
+            for o in objects.values()
+            if (q := self._queued.get(str((o.get("metadata") or {}).get("uid")))) is not None
         )
+        events = self._events.get(workload_id) or _NO_EVENTS
+        kept = self._memo.get(workload_id)
+        if (
+            kept is not None
+            and kept[0] is entry
+            and kept[2] is events
+            and len(kept[1]) == len(extra)
+            and all(a is b for a, b in zip(kept[1], extra, strict=True))
+        ):
+            return kept[3]
+        observed = Observed(
+            objects=[*objects.values(), *extra],
+            pods=list(pods.values()),
+            events=list(events.values()),
+        )
+        self._memo[workload_id] = (entry, extra, events, observed)
+        return observed
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)

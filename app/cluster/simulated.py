@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -32,9 +32,13 @@ from app.cluster.simulation import (
     simulate,
 )
 from app.db import BlockingDatabase, Conn
-from app.rendering import is_stopped
+from app.domain.quota import QuotaBook
+from app.projects import repository as projects
+from app.rendering import is_stopped, stopped_form
 from app.rendering.validation import validate_manifests
 from app.sql import columns, fetch_all
+
+_TICK = timedelta(microseconds=1)
 
 
 def utcnow() -> datetime:
@@ -54,6 +58,8 @@ class _Placed:
     resumed_at: datetime | None
     stopped_at: datetime | None
     scheduled_at: datetime | None
+    preempted_at: datetime | None
+    preempted_by: str | None
 
 
 async def _apply(
@@ -111,10 +117,29 @@ async def _manifests(conn: Conn, ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, 
     return await cursor.fetchall()
 
 
-async def _pin(conn: Conn, placed: list[tuple[uuid.UUID, datetime | None]]) -> None:
+async def _pin(
+    conn: Conn, placed: list[tuple[uuid.UUID, datetime | None, datetime | None, str | None]]
+) -> None:
     await conn.cursor().executemany(
-        "UPDATE simulated_workloads SET scheduled_at = %s WHERE workload_id = %s",
-        [(when, ident) for ident, when in placed],
+        "UPDATE simulated_workloads SET scheduled_at = %s, preempted_at = %s, preempted_by = %s"
+        " WHERE workload_id = %s",
+        [(when, preempted_at, by, ident) for ident, when, preempted_at, by in placed],
+    )
+
+
+async def _projects(conn: Conn) -> list[tuple[str, list[Manifest]]]:
+    cursor = await conn.execute("SELECT owner, manifests FROM simulated_projects")
+    return await cursor.fetchall()
+
+
+async def _store_project(conn: Conn, owner: str, manifests: list[Manifest]) -> None:
+    if not manifests:
+        await conn.execute("DELETE FROM simulated_projects WHERE owner = %s", (owner,))
+        return
+    await conn.execute(
+        "INSERT INTO simulated_projects (owner, manifests) VALUES (%s, %s)"
+        " ON CONFLICT (owner) DO UPDATE SET manifests = excluded.manifests",
+        (owner, Jsonb(manifests)),
     )
 
 
@@ -159,18 +184,67 @@ class SimulatedBackend:
         # Parsed manifests by workload, valid while the row's xmin (its last writer) is the same:
         # a steady cycle reads a few small columns instead of every workload's manifests.
         self._manifests: dict[uuid.UUID, tuple[str, list[Manifest]]] = {}
+        self._nodes = cluster.node_objects()
+        self._last_applied = datetime.min.replace(tzinfo=UTC)
+        # The projects' quotas: it schedules by them as KAI-Scheduler by the projects' queues.
+        self._quotas = QuotaBook()
+        # The projects' own objects, by project ("" for what they share): the database keeps
+        # them, this process (the only writer, as the active reconciler) reads them once.
+        self._projects: dict[str, list[Manifest]] | None = None
 
     def apply(self, *, workload_id: str, namespace: str, manifests: Sequence[Manifest]) -> None:
         problems = validate_manifests(manifests)
         if problems:
             raise ObjectRejected("; ".join(problems[:5]))
+        # Applied in submission order (the reconciler's outbox): each a moment after the last,
+        # so that the scheduler's queues keep that order whatever the clock's resolution.
+        now = max(self.clock(), self._last_applied + _TICK)
+        self._last_applied = now
         self.db.run(
             _apply,
             workload_id=uuid.UUID(workload_id),
             namespace=namespace,
             manifests=list(manifests),
-            now=self.clock(),
+            now=now,
         )
+
+    def set_queue_active(self, *, workload_id: str, namespace: str, active: bool) -> None:
+        """No Kueue here: a stop or a resume is the stopped or the running form, applied."""
+        ident = uuid.UUID(workload_id)
+        stored = self._manifests.get(ident)
+        manifests = stored[1] if stored is not None else self.db.run(_manifests, ids=[ident])[0][2]
+        self.apply(
+            workload_id=workload_id,
+            namespace=namespace,
+            manifests=manifests if active else stopped_form(manifests),
+        )
+
+    def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:
+        problems = validate_manifests(manifests)
+        if problems:
+            raise ObjectRejected("; ".join(problems[:5]))
+        stored = self._project_objects()
+        kept = {ObjectRef.of(m): m for m in stored.get(project, [])}
+        kept.update({ObjectRef.of(m): dict(m) for m in manifests})
+        self._save(project, list(kept.values()))
+
+    def delete_project_objects(self, *, project: str, objects: Sequence[ObjectRef]) -> None:
+        gone = set(objects)
+        left = [m for m in self._project_objects().get(project, []) if ObjectRef.of(m) not in gone]
+        self._save(project, left)
+
+    def _save(self, project: str, manifests: list[Manifest]) -> None:
+        self.db.run(_store_project, project, manifests)
+        stored = self._project_objects()
+        if manifests:
+            stored[project] = manifests
+        else:
+            stored.pop(project, None)
+
+    def _project_objects(self) -> dict[str, list[Manifest]]:
+        if self._projects is None:
+            self._projects = dict(self.db.run(_projects))
+        return self._projects
 
     def watch(self, wake: Callable[[], None]) -> None:
         """The simulation changes with time, not by events: the reconciler's interval drives it."""
@@ -185,6 +259,7 @@ class SimulatedBackend:
         now = self.clock()
         rows = self.db.run(_placed)
         manifests = self._load_manifests(rows)
+        quotas = self._quotas.update(self.db.run(projects.quotas))
         inputs = [
             SimInput(
                 key=str(r.workload_id),
@@ -193,21 +268,39 @@ class SimulatedBackend:
                 resumed_at=r.resumed_at,
                 stopped_at=r.stopped_at,
                 scheduled_at=r.scheduled_at,
+                preempted_at=r.preempted_at,
+                preempted_by=r.preempted_by,
             )
             for r in rows
         ]
         results = simulate(
-            workloads=inputs, cluster=self.cluster, now=now, timing=self.timing, cache=self.cache
+            workloads=inputs,
+            cluster=self.cluster,
+            now=now,
+            timing=self.timing,
+            cache=self.cache,
+            quotas=quotas,
         )
-        # The scheduler's decisions are state: pin new placements so later ones don't move them.
+        # The scheduler's decisions are state: pin new placements and preemptions so that later
+        # ones don't move them.
         placed = [
-            (uuid.UUID(res.key), res.scheduled_at)
+            (uuid.UUID(res.key), res.scheduled_at, res.preempted_at, res.preempted_by)
             for res, inp in zip(results, inputs, strict=True)
-            if res.scheduled_at != inp.scheduled_at
+            if (res.scheduled_at, res.preempted_at) != (inp.scheduled_at, inp.preempted_at)
         ]
         if placed:
             self.db.run(_pin, placed=placed)
-        return Observation(workloads=_Results({r.key: r for r in results}), list_calls=1)
+        return Observation(
+            workloads=_Results({r.key: r for r in results}),
+            list_calls=1,
+            nodes=self._nodes,
+            # Namespaces are created, never watched nor deleted: as the kubernetes backend.
+            projects={
+                owner: kept
+                for owner, objects in self._project_objects().items()
+                if (kept := [m for m in objects if m.get("kind") != "Namespace"])
+            },
+        )
 
     def _load_manifests(self, rows: Sequence[_Placed]) -> dict[uuid.UUID, list[Manifest]]:
         cached = self._manifests

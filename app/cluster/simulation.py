@@ -48,13 +48,18 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
-from app.domain import kinds
-from app.domain.labels import GPU_RESOURCE
+from app.domain import kinds, scheduling
+from app.domain.labels import GPU_RESOURCE, PROJECT_LABEL
 from app.domain.labels import KAI_GPU_FRACTION_ANNOTATION as GPU_FRACTION_ANNOTATION
+from app.domain.quota import NO_QUOTA, Quota, ResourceQuota
+from app.domain.resources import template_requests
 
 OUTCOME_ANNOTATION = "simulation.runplane.io/outcome"
+# The reason Kubernetes' schedulers give a pod they evict to make room for another.
+PREEMPTION_REASON = "PreemptionByScheduler"
 RUN_SECONDS_ANNOTATION = "simulation.runplane.io/run-seconds"
 START_SECONDS_ANNOTATION = "simulation.runplane.io/start-seconds"
 EXIT_CODE_ANNOTATION = "simulation.runplane.io/exit-code"
@@ -91,13 +96,38 @@ _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
 @dataclass(frozen=True, slots=True)
 class ClusterShape:
-    """The simulated cluster: ``nodes`` identical nodes with ``gpus_per_node`` GPUs each."""
+    """The simulated cluster: ``nodes`` identical nodes with ``gpus_per_node`` GPUs each (and
+    CPU and memory, which are shown but not scarce)."""
 
     nodes: int
     gpus_per_node: int
+    cpu_per_node: str = "64"
+    memory_per_node: str = "512Gi"
 
     def node_name(self, index: int) -> str:
         return f"sim-node-{index}"
+
+    def node_objects(self) -> list[dict[str, Any]]:
+        """The nodes as the API server shows them (the parts node pools are read from)."""
+        resources = {
+            "cpu": self.cpu_per_node,
+            "memory": self.memory_per_node,
+            GPU_RESOURCE: str(self.gpus_per_node),
+            "pods": "110",
+        }
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": self.node_name(i),
+                    "labels": {"kubernetes.io/hostname": self.node_name(i)},
+                },
+                "spec": {},
+                "status": {"allocatable": resources, "capacity": resources},
+            }
+            for i in range(self.nodes)
+        ]
 
 
 def parse_nodes(text: str) -> ClusterShape:
@@ -130,7 +160,8 @@ class SimInput:
     current stop was applied (a stopped workload held its GPUs until then). ``scheduled_at`` is
     what a previous :class:`SimResult` said: passed back, it pins the placement, so that deleting
     a workload this one queued behind does not move its start into the past. A pin older than
-    the last start (applied or resumed) is ignored.
+    the last start (applied or resumed) is ignored. ``preempted_at`` and ``preempted_by`` are
+    what a previous result said of the workload's last preemption (its pods start again then).
     """
 
     key: str
@@ -139,19 +170,25 @@ class SimInput:
     resumed_at: datetime | None = None
     stopped_at: datetime | None = None
     scheduled_at: datetime | None = None
+    preempted_at: datetime | None = None
+    preempted_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SimResult:
     """A workload's observed objects (with ``status``) and pods.
 
-    ``scheduled_at`` is when its pods were placed (None while they wait), to store and pass back.
+    ``scheduled_at`` is when its pods were placed (None while they wait; waiting since an
+    eviction, when they had been placed), and ``preempted_at`` and ``preempted_by`` when and why
+    the scheduler last evicted them: to store and pass back.
     """
 
     key: str
     objects: list[dict[str, Any]]
     pods: list[dict[str, Any]]
     scheduled_at: datetime | None
+    preempted_at: datetime | None = None
+    preempted_by: str | None = None
 
 
 class SimCache:
@@ -302,6 +339,11 @@ class _Static:
     hold: float  # seconds the pods keep their GPUs once scheduled
     waves: int
     completions: int
+    project: str
+    name: str  # the workload's (its main object's)
+    priority: int
+    preemptible: bool
+    quota_gpus: Decimal  # what its pods count against the project's quota (fractions as such)
 
 
 def _simulation_annotations(sources: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -368,8 +410,17 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
             if type(limit) is int:
                 hold = start_seconds + _crash_time(max(limit, 1), run_seconds)
     gpus = [g.gpus for g in groups for _ in range(g.count)]
+    counts = [g.count for g in groups]
     if stopped and kind in ("StatefulSet", "Deployment"):
         gpus = [groups[0].gpus] * stopped_pods
+        counts = [stopped_pods]
+    quota_gpus = sum(
+        (template_requests(g.template).gpu * n for g, n in zip(groups, counts, strict=True)),
+        Decimal(0),
+    )
+    priority, preemptible = scheduling.of_object(
+        primary or _EMPTY, groups[0].template if groups else _EMPTY
+    )
     return _Static(
         manifests=manifests,
         primary=primary,
@@ -386,6 +437,13 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
         hold=hold,
         waves=waves,
         completions=completions,
+        project=str(
+            _m(_m((primary or _EMPTY).get("metadata")).get("labels")).get(PROJECT_LABEL, "")
+        ),
+        name=str(_m(primary.get("metadata")).get("name", "")) if primary is not None else "",
+        priority=priority,
+        preemptible=preemptible,
+        quota_gpus=quota_gpus,
     )
 
 
@@ -445,6 +503,14 @@ class _Plan:
     scheduled: float | None = None
     nodes: list[int] = field(default_factory=list)
     unschedulable: str | None = None
+    preempted_at: float | None = None
+    preempted_by: str | None = None
+    held: int = 0  # bumped on each preemption: a release scheduled before it is void
+    # Evicted, and waiting since: when it had been placed (it held its GPUs until the eviction,
+    # which a replay must show, as for a stop). A placement it held this way is a ``ghost``.
+    held_from: float | None = None
+    until: float = _INF
+    ghost: bool = False
 
 
 def _plan(seq: int, item: SimInput, static: _Static, timing: Timing, now: float) -> _Plan:
@@ -452,10 +518,17 @@ def _plan(seq: int, item: SimInput, static: _Static, timing: Timing, now: float)
     start = applied
     if item.resumed_at is not None:
         start = min(max(start, _epoch(item.resumed_at)), now)
+    held_from = None
+    if item.preempted_at is not None:
+        preempted = _epoch(item.preempted_at)
+        pinned = None if item.scheduled_at is None else _epoch(item.scheduled_at)
+        if pinned is not None and start <= pinned < preempted:
+            held_from = pinned  # placed, then evicted: it held its GPUs in between
+        start = min(max(start, preempted), now)
     arrival, fixed = start + timing.schedule_seconds, None
     if item.scheduled_at is not None:
         pinned = _epoch(item.scheduled_at)
-        if pinned >= start:  # else: from before a stop
+        if pinned >= start:  # else: from before a stop or an eviction
             arrival = fixed = pinned
     return _Plan(
         seq=seq,
@@ -466,6 +539,9 @@ def _plan(seq: int, item: SimInput, static: _Static, timing: Timing, now: float)
         stopped_at=None if item.stopped_at is None else min(_epoch(item.stopped_at), now),
         arrival=arrival,
         fixed=fixed,
+        preempted_at=None if item.preempted_at is None else _epoch(item.preempted_at),
+        preempted_by=item.preempted_by,
+        held_from=held_from,
     )
 
 
@@ -500,6 +576,10 @@ class _Capacity:
         self.free[node] += gpus
         self.buckets[max(self.free[node], 0)][node] = None
 
+    def take_node(self, node: int, gpus: int) -> None:
+        """Take GPUs of one given node back (undoing a :meth:`give`)."""
+        self.give(node, -gpus)
+
 
 def _fits(counts: list[int], shape: tuple[int, ...], gpus_per_node: int) -> bool:
     """Whether pods of these sizes fit on nodes counted by free GPUs (``counts`` is consumed)."""
@@ -514,10 +594,112 @@ def _fits(counts: list[int], shape: tuple[int, ...], gpus_per_node: int) -> bool
     return True
 
 
-def _schedule(plans: list[_Plan], cluster: ClusterShape, now: float) -> None:
-    """Place every plan's pods, replaying arrivals and releases in time order up to ``now``."""
+class _Ledger:
+    """What each project holds of its GPU quota while the schedule is replayed, and the rules
+    of KAI-Scheduler's that use it (app.domain.scheduling)."""
+
+    __slots__ = ("np_used", "quotas", "running", "used")
+
+    def __init__(self, quotas: Mapping[str, Quota]) -> None:
+        self.quotas = quotas
+        self.used: dict[str, Decimal] = {}
+        self.np_used: dict[str, Decimal] = {}
+        self.running: dict[str, dict[int, _Plan]] = {}
+
+    def quota(self, project: str) -> ResourceQuota:
+        return (self.quotas.get(project) or NO_QUOTA).gpu
+
+    def add(self, plan: _Plan, sign: int = 1) -> None:
+        s = plan.static
+        self.used[s.project] = self.used.get(s.project, _ZERO) + sign * s.quota_gpus
+        if not s.preemptible:
+            self.np_used[s.project] = self.np_used.get(s.project, _ZERO) + sign * s.quota_gpus
+        running = self.running.setdefault(s.project, {})
+        if sign > 0:
+            running[plan.seq] = plan
+        else:
+            running.pop(plan.seq, None)
+
+    def within(self, plan: _Plan) -> bool:
+        """Whether it would stay within its project's deserved quota."""
+        q, s = self.quota(plan.static.project), plan.static
+        return q.deserved is None or self.used.get(s.project, _ZERO) + s.quota_gpus <= q.deserved
+
+    def admissible(self, plan: _Plan) -> bool:
+        """Whether the quota lets it start (capacity aside)."""
+        s = plan.static
+        q = self.quota(s.project)
+        if q.deserved is None:
+            return True
+        used = self.used.get(s.project, _ZERO) + s.quota_gpus
+        if q.cap is not None and used > q.cap:
+            return False
+        if not s.preemptible:  # never over quota
+            return self.np_used.get(s.project, _ZERO) + s.quota_gpus <= q.deserved
+        return used <= q.deserved or q.over_quota_weight > 0
+
+    def order(self, plan: _Plan) -> tuple[Any, ...]:
+        """Who goes first: within quota before over it; over quota, the project with the least
+        borrowed for its weight; then priority, then arrival."""
+        s = plan.static
+        q = self.quota(s.project)
+        if self.within(plan) or q.deserved is None:
+            return (0, _ZERO, -s.priority, plan.arrival, plan.key)
+        over = self.used.get(s.project, _ZERO) + s.quota_gpus - q.deserved
+        return (1, over / q.over_quota_weight, -s.priority, plan.arrival, plan.key)
+
+    def victims(self, reclaimer: _Plan) -> list[_Plan]:
+        """Preemptible running workloads of other projects over their deserved quota, the most
+        over (for its weight) first, then the lowest priority, then the latest placed."""
+        found: list[tuple[Any, ...]] = []
+        for project, running in self.running.items():
+            q = self.quota(project)
+            over = self.used.get(project, _ZERO) - (q.deserved or _ZERO)
+            if project == reclaimer.static.project or q.deserved is None or over <= 0:
+                continue
+            ratio = over / q.over_quota_weight if q.over_quota_weight else over * 1000
+            for v in running.values():
+                if v.static.preemptible and v.static.quota_gpus > 0 and not v.ghost:
+                    found.append((-ratio, v.static.priority, -(v.scheduled or 0), v.seq, v))
+        found.sort(key=lambda t: t[:4])
+        return [t[4] for t in found]
+
+    def reclaimable(self, victim: _Plan) -> bool:
+        """Only what a project holds over its deserved quota is taken back."""
+        q = self.quota(victim.static.project)
+        used = self.used.get(victim.static.project, _ZERO)
+        return q.deserved is not None and used - victim.static.quota_gpus >= q.deserved
+
+    def waiting_words(self, plan: _Plan) -> str:
+        """The simulated scheduler's words for a workload its quota holds back."""
+        s = plan.static
+        q = self.quota(s.project)
+        used = self.used.get(s.project, _ZERO)
+        return (
+            f"queue {s.project} cannot allocate {scheduling.gpus(s.quota_gpus)}: "
+            f"{scheduling.quota_words(s.project, q, used)}"
+            + ("" if s.preemptible else "; non-preemptible workloads stay within quota")
+        )
+
+
+_ZERO = Decimal(0)
+
+
+def _schedule(
+    plans: list[_Plan],
+    cluster: ClusterShape,
+    now: float,
+    *,
+    quotas: Mapping[str, Quota],
+    timing: Timing,
+) -> None:
+    """Place every plan's pods, replaying arrivals and releases in time order up to ``now``,
+    with the projects' quotas as KAI-Scheduler applies them: in-quota work first, over-quota
+    (preemptible) work on idle capacity by weight, and reclaim: a workload within its deserved
+    quota that does not fit evicts over-quota workloads of other projects, which wait again."""
     nodes, per_node = cluster.nodes, cluster.gpus_per_node
     capacity = _Capacity(nodes, per_node)
+    ledger = _Ledger(quotas)
     empty = [0] * per_node + [nodes]
     insufficient = f"0/{nodes} nodes are available: {nodes} Insufficient {GPU_RESOURCE}."
     # A stopped workload held its GPUs from its placement until the stop: replaying that keeps
@@ -527,11 +709,17 @@ def _schedule(plans: list[_Plan], cluster: ClusterShape, now: float) -> None:
     ]
     for p in order:
         p.entry = max(p.arrival, p.not_before)
+    order += [_ghost(p) for p in plans if p.held_from is not None and p.preempted_at is not None]
     order.sort(key=lambda p: (p.entry, p.arrival, p.key))
-    releases: list[tuple[float, int, _Plan]] = []
-    # Waiting plans by the shape of their request: when a shape's first plan does not fit,
-    # none behind it does, so each scheduling pass looks at one plan per shape.
-    queues: dict[tuple[int, ...], deque[_Plan]] = {}
+    releases: list[tuple[float, int, int, _Plan]] = []
+    # Waiting plans by project, priority, preemptibility and the shape of their request: when
+    # such a queue's first plan cannot start, none behind it can, so each pass looks at one plan
+    # per queue.
+    queues: dict[tuple[str, int, bool, tuple[int, ...]], deque[_Plan]] = {}
+
+    def queue_of(plan: _Plan) -> tuple[str, int, bool, tuple[int, ...]]:
+        s = plan.static
+        return (s.project, s.priority, s.preemptible, s.shape)
 
     def place(plan: _Plan, at: float) -> None:
         gpus = plan.static.gpus
@@ -539,63 +727,140 @@ def _schedule(plans: list[_Plan], cluster: ClusterShape, now: float) -> None:
         plan.nodes = [0] * len(gpus)
         for i in sorted(range(len(gpus)), key=gpus.__getitem__, reverse=True):
             plan.nodes[i] = capacity.take(gpus[i]) if gpus[i] else (plan.seq + i) % nodes
-        release = at + plan.static.hold
+        ledger.add(plan)
+        release = min(at + plan.static.hold, plan.until)
         if plan.static.stopped and plan.stopped_at is not None:
             release = min(release, plan.stopped_at)
         if release < _INF and plan.static.shape:
-            heapq.heappush(releases, (release, plan.seq, plan))
+            heapq.heappush(releases, (release, plan.seq, plan.held, plan))
+
+    def free(plan: _Plan) -> None:
+        for node, g in zip(plan.nodes, plan.static.gpus, strict=True):
+            if g:
+                capacity.give(node, g)
 
     def drain(at: float) -> None:
         while queues:
             best: _Plan | None = None
-            for shape, queue in list(queues.items()):
+            best_order: tuple[Any, ...] = ()
+            for key, queue in list(queues.items()):
                 while queue and queue[0].static.stopped and not _stopped_after(queue[0], at):
                     queue.popleft()  # stopped while it waited: it never ran
                 if not queue:
-                    del queues[shape]
+                    del queues[key]
                     continue
                 head = queue[0]
-                if (best is None or (head.arrival, head.key) < (best.arrival, best.key)) and (
-                    capacity.fits(shape)
-                ):
-                    best = head
+                if not ledger.admissible(head) or not capacity.fits(head.static.shape):
+                    continue
+                rank = ledger.order(head)
+                if best is None or rank < best_order:
+                    best, best_order = head, rank
             if best is None:
                 return
-            queue = queues[best.static.shape]
+            queue = queues[queue_of(best)]
             queue.popleft()
             if not queue:
-                del queues[best.static.shape]
+                del queues[queue_of(best)]
             place(best, at)
 
+    def reclaim(at: float) -> bool:
+        """Evict over-quota workloads for the first in-quota one that does not fit."""
+        heads = [q[0] for q in queues.values() if q and ledger.within(q[0])]
+        heads.sort(key=lambda p: (-p.static.priority, p.arrival, p.key))
+        for plan in heads:
+            if not ledger.admissible(plan) or capacity.fits(plan.static.shape):
+                continue
+            chosen: list[_Plan] = []
+            for victim in ledger.victims(plan):
+                if not ledger.reclaimable(victim):
+                    continue
+                free(victim)
+                ledger.add(victim, -1)
+                chosen.append(victim)
+                if capacity.fits(plan.static.shape):
+                    break
+            if not capacity.fits(plan.static.shape):
+                for victim in chosen:  # no use: give everything back as it was
+                    for node, g in zip(victim.nodes, victim.static.gpus, strict=True):
+                        if g:
+                            capacity.take_node(node, g)
+                    ledger.add(victim)
+                continue
+            what = scheduling.gpus(plan.static.quota_gpus)
+            for victim in chosen:
+                q = ledger.quota(victim.static.project)
+                victim.held += 1
+                victim.held_from = victim.scheduled
+                victim.scheduled, victim.nodes, victim.fixed = None, [], None
+                victim.preempted_at = victim.start = at
+                victim.arrival = victim.entry = at + timing.schedule_seconds
+                victim.preempted_by = (
+                    f"project {plan.static.project} reclaimed {what} of its deserved quota "
+                    f"for workload {plan.static.name}; project {victim.static.project} was "
+                    f"over its deserved {scheduling.number(q.deserved or _ZERO)}"
+                )
+                queues.setdefault(queue_of(victim), deque()).append(victim)
+            return True
+        return False
+
     i = 0
+    dirty = False
     while True:
         next_arrival = order[i].entry if i < len(order) else _INF
         next_release = releases[0][0] if releases else _INF
-        if min(next_arrival, next_release) > now:
+        at = min(next_arrival, next_release)
+        if at > now:
             break
-        if next_release <= next_arrival:
-            at = next_release
-            while releases and releases[0][0] <= at:
-                done = heapq.heappop(releases)[2]
-                for node, g in zip(done.nodes, done.static.gpus, strict=True):
-                    if g:
-                        capacity.give(node, g)
-        else:
-            at = next_arrival
+        # Everything that happens at one instant, then one scheduling pass over all that waits
+        # (as the scheduler's sessions see every pending workload together).
+        while releases and releases[0][0] <= at:
+            _, _, held, done = heapq.heappop(releases)
+            if held == done.held and done.scheduled is not None:
+                free(done)
+                ledger.add(done, -1)
+                dirty = True
+        while i < len(order) and order[i].entry <= at:
             plan = order[i]
             i += 1
             if plan.static.stopped and not _stopped_after(plan, at):
                 pass
             elif plan.fixed is not None or not plan.static.shape:
-                place(plan, at)
+                place(plan, at)  # a placement made before: it only takes capacity
             elif not _fits(empty.copy(), plan.static.shape, per_node):
                 plan.unschedulable = insufficient  # no amount of waiting helps
             else:
-                queues.setdefault(plan.static.shape, deque()).append(plan)
-        drain(at)
+                queues.setdefault(queue_of(plan), deque()).append(plan)
+                dirty = True
+        if dirty:
+            drain(at)
+            while reclaim(at):
+                drain(at)
+            dirty = False
     for queue in queues.values():
         for plan in queue:
-            plan.unschedulable = insufficient
+            plan.unschedulable = (
+                insufficient if ledger.admissible(plan) else ledger.waiting_words(plan)
+            )
+
+
+def _ghost(plan: _Plan) -> _Plan:
+    """What an evicted plan held from its placement until the eviction, to replay."""
+    assert plan.held_from is not None
+    assert plan.preempted_at is not None
+    ghost = _Plan(
+        seq=plan.seq,
+        key=plan.key,
+        static=plan.static,
+        applied=plan.applied,
+        start=plan.held_from,
+        stopped_at=None,
+        arrival=plan.held_from,
+        fixed=plan.held_from,
+        until=plan.preempted_at,
+        ghost=True,
+    )
+    ghost.entry = plan.held_from
+    return ghost
 
 
 def _stopped_after(plan: _Plan, at: float) -> bool:
@@ -760,8 +1025,21 @@ def _pod(
         meta["annotations"] = group.annotations
     if scheduled is None or at < scheduled:
         pending: dict[str, Any] = {"phase": "Pending", "qosClass": group.qos}
+        conditions: list[dict[str, Any]] = []
+        if plan.preempted_by is not None and plan.preempted_at == plan.start:
+            # Waiting again since the scheduler evicted it: its mark, as on the evicted pods.
+            conditions.append(
+                {
+                    "lastProbeTime": None,
+                    "lastTransitionTime": ts(plan.start),
+                    "message": plan.preempted_by,
+                    "reason": PREEMPTION_REASON,
+                    "status": "True",
+                    "type": "DisruptionTarget",
+                }
+            )
         if plan.unschedulable is not None and at >= plan.arrival:
-            pending["conditions"] = [
+            conditions.append(
                 {
                     "lastProbeTime": None,
                     "lastTransitionTime": ts(plan.arrival),
@@ -770,7 +1048,9 @@ def _pod(
                     "status": "False",
                     "type": "PodScheduled",
                 }
-            ]
+            )
+        if conditions:
+            pending["conditions"] = conditions
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": group.spec}
         pod["status"] = pending
         return pod, "Pending", False
@@ -1403,8 +1683,19 @@ def _observe(
     for obj in objects:
         if obj.get("kind") == "Service":
             _observe_service(plan, obj)
-    scheduled = None if plan.scheduled is None else datetime.fromtimestamp(plan.scheduled, UTC)
-    return SimResult(key=plan.key, objects=objects, pods=pods, scheduled_at=scheduled)
+    placed = plan.scheduled if plan.scheduled is not None else plan.held_from
+    scheduled = None if placed is None else datetime.fromtimestamp(placed, UTC)
+    preempted = (
+        None if plan.preempted_at is None else datetime.fromtimestamp(plan.preempted_at, UTC)
+    )
+    return SimResult(
+        key=plan.key,
+        objects=objects,
+        pods=pods,
+        scheduled_at=scheduled,
+        preempted_at=preempted,
+        preempted_by=plan.preempted_by,
+    )
 
 
 # --- entry points --------------------------------------------------------------------------------
@@ -1417,11 +1708,13 @@ def simulate(
     now: datetime,
     timing: Timing = Timing(),
     cache: SimCache | None = None,
+    quotas: Mapping[str, Quota] | None = None,
 ) -> list[SimResult]:
     """Every workload's observed objects and pods at ``now``, in the order given.
 
-    All workloads share the cluster, so pass every active one in one call. Linear in the number
-    of pods, apart from one sort by application time.
+    All workloads share the cluster, so pass every active one in one call, with the quotas of
+    their projects (by name; a project left out is not limited). Linear in the number of pods,
+    apart from one sort by application time.
     """
     at = _epoch(now)
     if cache is not None and cache._timing != timing:
@@ -1438,7 +1731,7 @@ def simulate(
         if seen is not None and plan.fixed is None and plan.start <= seen <= at:
             plan.not_before = seen
         plans.append(plan)
-    _schedule(plans, cluster, at)
+    _schedule(plans, cluster, at, quotas=quotas or {}, timing=timing)
 
     ts = _formatter()
     if cache is None:
@@ -1456,6 +1749,9 @@ def simulate(
             plan.scheduled,
             plan.unschedulable,
             tuple(plan.nodes),
+            plan.preempted_at,
+            plan.preempted_by,
+            plan.held_from,
         )
         entry = cache._results.get(plan.key)
         if entry is not None and entry[0] == signature and entry[1] <= at < entry[2]:

@@ -55,6 +55,13 @@ POD = Kind("v1", "Pod", "pods")
 NAMESPACE = Kind("v1", "Namespace", "namespaces", namespaced=False)
 # The cluster's events about a workload's objects and pods: read, never written.
 EVENT = Kind("v1", "Event", "events")
+# Read, never written: what node pools are made of.
+NODE = Kind("v1", "Node", "nodes", namespaced=False)
+# Kueue's record of a job it queues (created and updated by Kueue; Runplane reads its
+# conditions, and writes only ``spec.active`` to stop and resume the job through Kueue).
+KUEUE_WORKLOAD = Kind(
+    "kueue.x-k8s.io/v1beta2", "Workload", "workloads", provided_by="Kueue (kueue.x-k8s.io)"
+)
 STATEFULSET = Kind("apps/v1", "StatefulSet", "statefulsets", owner_rank=2, stop="replicas")
 DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments", owner_rank=3, stop="replicas")
 JOB = Kind("batch/v1", "Job", "jobs", owner_rank=1, finite=True, stop="suspend")
@@ -102,6 +109,35 @@ MPIJOB = Kind(
     provided_by="the MPI operator",
 )
 
+# A project's own objects (SPEC §6): its scheduler queues, or a ResourceQuota.
+_KUEUE = "Kueue (kueue.x-k8s.io)"
+RESOURCE_FLAVOR = Kind(
+    "kueue.x-k8s.io/v1beta2",
+    "ResourceFlavor",
+    "resourceflavors",
+    namespaced=False,
+    provided_by=_KUEUE,
+)
+CLUSTER_QUEUE = Kind(
+    "kueue.x-k8s.io/v1beta2", "ClusterQueue", "clusterqueues", namespaced=False, provided_by=_KUEUE
+)
+LOCAL_QUEUE = Kind("kueue.x-k8s.io/v1beta2", "LocalQueue", "localqueues", provided_by=_KUEUE)
+KAI_QUEUE = Kind(
+    "scheduling.run.ai/v2",
+    "Queue",
+    "queues",
+    namespaced=False,
+    provided_by="KAI-Scheduler (scheduling.run.ai)",
+)
+RESOURCE_QUOTA = Kind("v1", "ResourceQuota", "resourcequotas")
+PROJECT_KINDS: tuple[Kind, ...] = (
+    RESOURCE_FLAVOR,
+    CLUSTER_QUEUE,
+    LOCAL_QUEUE,
+    KAI_QUEUE,
+    RESOURCE_QUOTA,
+)
+
 # Every kind the renderers emit (SPEC §6).
 MANAGED: tuple[Kind, ...] = (
     SERVICE,
@@ -113,7 +149,11 @@ MANAGED: tuple[Kind, ...] = (
     TFJOB,
     MPIJOB,
 )
-_BY_TYPE = {(k.api_version, k.kind): k for k in (*MANAGED, POD, NAMESPACE)}
+KUBEFLOW: tuple[Kind, ...] = tuple(k for k in MANAGED if k.replica_specs)
+_BY_TYPE = {
+    (k.api_version, k.kind): k
+    for k in (*MANAGED, *PROJECT_KINDS, POD, NAMESPACE, NODE, KUEUE_WORKLOAD)
+}
 # Kind names are unique among Runplane's kinds: objects read back are looked up by name alone.
 _BY_NAME = {k.kind: k for k in _BY_TYPE.values()}
 

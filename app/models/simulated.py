@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import DateTime, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,3 +26,16 @@ class SimulatedWorkload(Base):
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Pins the simulated scheduler's placement once made (see app.cluster.simulation.SimInput).
     scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The simulated scheduler's last eviction of it (to reclaim quota), and its words for it.
+    preempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    preempted_by: Mapped[str | None] = mapped_column(Text)
+
+
+class SimulatedProject(Base):
+    """The objects a project (``owner``; "" for what projects share) applied to the simulated
+    cluster: its namespace and scheduler queues."""
+
+    __tablename__ = "simulated_projects"
+
+    owner: Mapped[str] = mapped_column(String(63), primary_key=True)
+    manifests: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)

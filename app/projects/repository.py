@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from app.db import Conn
 from app.sql import Scope, columns, fetch_all, fetch_one, in_scope
@@ -21,12 +21,13 @@ class ProjectRow:
     name: str
     namespace: str
     description: str
-    quota_gpu: Decimal | None
-    quota_cpu: str | None
-    quota_memory: str | None
+    quota: dict[str, Any]
     node_pools: list[str]
     queue: str | None
     scheduler: str | None
+    generation: int
+    applied_generation: int
+    cluster_message: str
     created_at: datetime
     updated_at: datetime
 
@@ -61,8 +62,13 @@ async def ids_by_name(conn: Conn, names: Collection[str]) -> dict[str, uuid.UUID
     return dict(await cursor.fetchall())
 
 
+def _json_columns(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: Jsonb(v) if k == "quota" else v for k, v in values.items()}
+
+
 async def insert(conn: Conn, values: dict[str, Any]) -> ProjectRow:
     """Insert a project from ``values`` (column -> value); the database fills the rest."""
+    values = _json_columns(values)
     names = ", ".join(values)
     placeholders = ", ".join(f"%({k})s" for k in values)
     try:
@@ -80,11 +86,13 @@ async def insert(conn: Conn, values: dict[str, Any]) -> ProjectRow:
 
 
 async def update(conn: Conn, project_id: uuid.UUID, values: dict[str, Any]) -> ProjectRow:
+    values = _json_columns(values)
     assignments = "".join(f"{k} = %({k})s, " for k in values)
     row = await fetch_one(
         conn,
         ProjectRow,
-        f"UPDATE projects SET {assignments}updated_at = now() WHERE id = %(id)s"
+        f"UPDATE projects SET {assignments}generation = generation + 1, updated_at = now()"
+        " WHERE id = %(id)s"
         f" RETURNING {_COLUMNS}",
         {**values, "id": project_id},
     )
@@ -116,3 +124,62 @@ async def delete_if_idle(conn: Conn, project_id: uuid.UUID) -> bool:
         (project_id,),
     )
     return await cursor.fetchone() is not None
+
+
+async def every(conn: Conn) -> list[ProjectRow]:
+    """Every project (the reconciler keeps their objects in the cluster)."""
+    return await fetch_all(conn, ProjectRow, f"SELECT {_COLUMNS} FROM projects ORDER BY name")
+
+
+async def record_applied(conn: Conn, name: str, *, generation: int, message: str) -> None:
+    """What the reconciler made of a project's objects at this generation (unless it moved)."""
+    await conn.execute(
+        "UPDATE projects SET applied_generation = %(g)s, cluster_message = %(m)s"
+        " WHERE name = %(n)s AND generation = %(g)s",
+        {"n": name, "g": generation, "m": message},
+    )
+
+
+async def quotas(conn: Conn) -> list[tuple[str, dict[str, Any]]]:
+    """Every project's stored quota, by name (for the scheduler and the reconciler)."""
+    cursor = await conn.execute("SELECT name, quota FROM projects")
+    return await cursor.fetchall()
+
+
+# --- usage: what the reconciler observed ----------------------------------------------------------
+
+
+async def usage_of(conn: Conn, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The observed usage of these projects (those without any are left out)."""
+    cursor = await conn.execute(
+        "SELECT project, usage FROM project_usage WHERE project = ANY(%s)", (names,)
+    )
+    return dict(await cursor.fetchall())
+
+
+async def write_usage(
+    conn: Conn, changed: dict[str, dict[str, Any]], *, keep: list[str] | None = None
+) -> None:
+    """Store each project's new usage (projects that no longer exist are skipped); with
+    ``keep``, forget the usage of every project not in it."""
+    if changed:
+        await conn.execute(
+            """
+            INSERT INTO project_usage (project, usage)
+            SELECT p.name, x.value FROM jsonb_each(%s::jsonb) AS x
+            JOIN projects p ON p.name = x.key
+            ON CONFLICT (project) DO UPDATE SET usage = excluded.usage, updated_at = now()
+            """,
+            (Jsonb(changed),),
+        )
+    if keep is not None:
+        await conn.execute("DELETE FROM project_usage WHERE project <> ALL(%s)", (keep,))
+
+
+async def quotas_and_usage(conn: Conn) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """Every project's quota and its observed usage (None: nothing observed)."""
+    cursor = await conn.execute(
+        "SELECT p.name, p.quota, u.usage FROM projects p"
+        " LEFT JOIN project_usage u ON u.project = p.name"
+    )
+    return await cursor.fetchall()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 
 from app.audit.recorder import AuditedRoute
-from app.deps import AuditDep, ConnDep, CurrentPrincipal, ProjectDep, TxDep
+from app.deps import AuditDep, ConnDep, CurrentPrincipal, ProjectDep, TxDep, settings_of
 from app.openapi import links, responses
 from app.projects import schemas, service
+from app.responses import MANIFESTS_RESPONSE
+from app.responses import manifests as manifests_response
 from app.schemas import PageParams, page_params
 
 router = APIRouter(prefix="/projects", tags=["projects"], route_class=AuditedRoute)
@@ -51,7 +53,10 @@ async def list_projects(
     page: Annotated[PageParams, Depends(page_params)],
 ) -> schemas.ProjectPage:
     rows, nxt = await service.list_page(conn, page, visible_to=principal)
-    return schemas.ProjectPage(items=[service.to_read(p) for p in rows], next=nxt)
+    usage = await service.usage_of(conn, rows)
+    return schemas.ProjectPage(
+        items=[service.to_read(p, usage.get(p.name)) for p in rows], next=nxt
+    )
 
 
 @router.get(
@@ -60,8 +65,31 @@ async def list_projects(
     response_model=schemas.Project,
     responses=responses(404),
 )
-async def get_project(project: ProjectDep) -> schemas.Project:
-    return service.to_read(project)
+async def get_project(conn: ConnDep, project: ProjectDep) -> schemas.Project:
+    usage = await service.usage_of(conn, [project])
+    return service.to_read(project, usage.get(project.name))
+
+
+@router.get(
+    "/{project}/manifests",
+    operation_id="getProjectManifests",
+    response_model=list[dict[str, Any]],
+    responses={
+        200: {
+            **MANIFESTS_RESPONSE,
+            "description": "The project's own objects (its namespace, scheduler queues or "
+            "ResourceQuota, and those its scheduler's projects share), as the reconciler "
+            "applies them; multi-document YAML on request",
+        },
+        **responses(404),
+    },
+)
+async def get_project_manifests(
+    request: Request,
+    project: ProjectDep,
+    accept: Annotated[str | None, Header(alias="Accept")] = None,
+) -> Response:
+    return manifests_response(service.manifests(project, settings_of(request)), accept)
 
 
 @router.patch(
@@ -73,7 +101,9 @@ async def get_project(project: ProjectDep) -> schemas.Project:
 async def update_project(
     conn: TxDep, project: ProjectDep, body: schemas.ProjectUpdate
 ) -> schemas.Project:
-    return service.to_read(await service.update(conn, project, body))
+    updated = await service.update(conn, project, body)
+    usage = await service.usage_of(conn, [updated])
+    return service.to_read(updated, usage.get(updated.name))
 
 
 @router.delete(

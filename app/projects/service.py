@@ -3,32 +3,55 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from app.auth.access import project_not_found
 from app.auth.principal import Principal
+from app.config import Settings
 from app.db import Conn
+from app.domain import quota
+from app.domain.resources import ProjectUsage
 from app.errors import Conflict
 from app.projects import repository, schemas
 from app.projects.repository import ProjectRow
-from app.schemas import NAME, PageParams, decode_cursor, encode_cursor
+from app.rendering.project import ProjectContext, project_objects
+from app.schemas import NAME, ApiModel, PageParams, decode_cursor, encode_cursor
 from app.sql import page, scope
 
 
-def to_read(project: ProjectRow) -> schemas.Project:
+def to_read(project: ProjectRow, usage: Mapping[str, Any] | None = None) -> schemas.Project:
+    """The project as the API reads it, with ``usage`` as the reconciler stored it."""
     return schemas.Project(
         id=project.id,
         name=project.name,
         namespace=project.namespace,
         description=project.description,
-        quota=schemas.QuotaRead(
-            gpu=project.quota_gpu, cpu=project.quota_cpu, memory=project.quota_memory
+        quota=quota_read(project.quota),
+        usage=usage_read(quota.from_document(project.quota), ProjectUsage.from_dict(usage)),
+        cluster=schemas.ProjectCluster(
+            synced=project.applied_generation >= project.generation and not project.cluster_message,
+            message=project.cluster_message,
         ),
         node_pools=list(project.node_pools),
         queue=project.queue or project.name,
         scheduler=project.scheduler,
         created_at=project.created_at,
         updated_at=project.updated_at,
+    )
+
+
+def manifests(project: ProjectRow, settings: Settings) -> list[dict[str, Any]]:
+    """The project's own objects as the reconciler applies them (app.rendering.project)."""
+    return project_objects(
+        ProjectContext.of(
+            name=project.name,
+            namespace=project.namespace,
+            queue=project.queue,
+            scheduler=project.scheduler,
+            quota=project.quota,
+            default_scheduler=settings.scheduler,
+        )
     )
 
 
@@ -40,9 +63,41 @@ async def get_by_name(conn: Conn, name: str, *, visible_to: Principal) -> Projec
     return project
 
 
+def quota_read(doc: dict[str, Any]) -> schemas.QuotaRead:
+    """The stored quota as the API reads it: GPUs as numbers, CPU and memory as written."""
+
+    def entry(resource: str, model: type[ApiModel]) -> Any:
+        stored = doc.get(resource)
+        return None if not stored else model.model_validate(stored)
+
+    return schemas.QuotaRead(
+        gpu=entry("gpu", schemas.GpuQuotaRead),
+        cpu=entry("cpu", schemas.QuantityQuotaRead),
+        memory=entry("memory", schemas.QuantityQuotaRead),
+    )
+
+
+def usage_read(limits: quota.Quota, usage: ProjectUsage) -> schemas.Usage:
+    def entry(resource: quota.Resource) -> schemas.ResourceUsage:
+        allocated = usage.allocated.of(resource)
+        deserved, cap = limits.of(resource).deserved, limits.of(resource).cap
+        return schemas.ResourceUsage(
+            allocated=allocated,
+            waiting=usage.waiting.of(resource),
+            over_quota=0 if deserved is None else max(allocated - deserved, 0),
+            over_limit=0 if cap is None else max(allocated - cap, 0),
+        )
+
+    return schemas.Usage(gpu=entry("gpu"), cpu=entry("cpu"), memory=entry("memory"))
+
+
+async def usage_of(conn: Conn, projects: list[ProjectRow]) -> dict[str, dict[str, Any]]:
+    """The stored usage of these projects, by name (one query)."""
+    return await repository.usage_of(conn, [p.name for p in projects])
+
+
 def _quota_columns(quota: schemas.Quota | None) -> dict[str, Any]:
-    quota = quota or schemas.Quota()
-    return {"quota_gpu": quota.gpu, "quota_cpu": quota.cpu, "quota_memory": quota.memory}
+    return {"quota": quota.document() if quota is not None else {}}
 
 
 async def create(conn: Conn, data: schemas.ProjectCreate) -> ProjectRow:

@@ -17,7 +17,11 @@ notifies a new desired state (a submission, a suspend...; app.workloads.reposito
    on their way somewhere (not Running, Completed, Failed, Stopped), and of those just applied;
    every ``resync_seconds`` of all of them; write status and an event only where it changed;
 4. on those full passes, count orphans: managed objects whose workload is gone;
-5. now and then, purge what has aged: idempotency keys after 24 hours, audit entries after the
+5. (before 3) work out each project's usage and each node pool's capacity from the same
+   observation (app.reconciler.usage; only the workloads whose objects changed are looked at
+   again), store what changed, and say why each workload that waits for GPUs waits, with the
+   figures (app.reconciler.queueing), for its status;
+6. now and then, purge what has aged: idempotency keys after 24 hours, audit entries after the
    retention period.
 
 Every write is conditional on the row version the cycle read (app.workloads.repository), so a
@@ -31,10 +35,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import psycopg
 
@@ -44,6 +48,7 @@ from app.cluster.backend import (
     ClusterError,
     ClusterUnreachable,
     KindNotInstalled,
+    Manifest,
     ObjectRef,
     ObjectRejected,
     Observation,
@@ -51,12 +56,27 @@ from app.cluster.backend import (
 from app.config import Settings
 from app.db import BlockingDatabase, conninfo
 from app.domain.phases import DesiredPhase
+from app.domain.quota import QuotaBook
+from app.domain.resources import ProjectUsage
+from app.domain.scheduling import Capacity
+from app.nodepools import repository as node_pools_store
 from app.observability import IS_LEADER, ORPHAN_OBJECTS, RECONCILE_CYCLES, RECONCILE_DURATION
+from app.projects import repository as projects
 from app.reconciler.events import Seen, changed_events, seen_key, timeline_events
 from app.reconciler.pods import PodView, kept_views, pod_views
+from app.reconciler.queueing import Explanation, explain
 from app.reconciler.status import WorkloadStatus, derive_status, status_changed
 from app.reconciler.urls import Url, workload_urls
-from app.rendering import stopped_form
+from app.reconciler.usage import (
+    NodePool,
+    UsageTracker,
+    WorkloadUsage,
+    by_project,
+    capacity,
+    node_pools,
+)
+from app.rendering import DEFAULT_NODE_POOL_LABEL_KEY, Scheduler, queued_by_kueue, stopped_form
+from app.rendering.project import ProjectContext, render_project, shared
 from app.workloads import logs
 from app.workloads import repository as workloads
 from app.workloads.logs import LogTail
@@ -136,6 +156,8 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
         after_read: Callable[[str], None] | None = None,
         log_tail: LogTail | None = None,
+        node_pool_label: str = DEFAULT_NODE_POOL_LABEL_KEY,
+        default_scheduler: Scheduler = "none",
     ) -> None:
         self.db = db
         self.backend = backend
@@ -159,6 +181,21 @@ class Reconciler:
         # somewhere, or just applied.
         self._unsettled: set[uuid.UUID] = set()
         self._resynced_at: datetime | None = None
+        self.node_pool_label = node_pool_label
+        self.default_scheduler: Scheduler = default_scheduler
+        # Projects' objects as rendered, by project: (generation, scheduler, manifests).
+        self._project_manifests: dict[str, tuple[int, str, list[Manifest]]] = {}
+        self._projects_synced_at: datetime | None = None
+        # Project objects the cluster refused: not tried again before this time (but at once
+        # when the project changes).
+        self._project_backoff: dict[str, tuple[int, datetime]] = {}
+        self._usage = UsageTracker()
+        # What the database holds (None: not known yet, so the first write replaces it all).
+        self._usage_stored: dict[str, ProjectUsage] | None = None
+        self._pools_stored: list[NodePool] | None = None
+        self._nodes_seen: object = None
+        self._capacity: Capacity | None = None
+        self._quotas = QuotaBook()
         self.wake = threading.Event()
         backend.watch(self.wake.set)
         self.last_report: CycleReport | None = None
@@ -177,9 +214,18 @@ class Reconciler:
             log.warning("observe failed: %s", exc)
             observation = Observation(workloads={}, list_calls=0)
         report.list_calls = observation.list_calls
+        if cluster_error is None:
+            # First: a workload may need its project's queue.
+            self._sync_projects(observation, now=now)
         just_applied = self._drain_outbox(observation, report, reachable=cluster_error is None)
+        waiting = self._usage_and_queues(observation) if cluster_error is None else {}
         self._update_statuses(
-            observation, now=now, skip=just_applied, cluster_error=cluster_error, report=report
+            observation,
+            now=now,
+            skip=just_applied,
+            cluster_error=cluster_error,
+            report=report,
+            waiting=waiting,
         )
         self._purge(now)
         report.seconds = time.perf_counter() - started
@@ -236,6 +282,15 @@ class Reconciler:
                             "(a deleted workload of the same name) to be removed.",
                             reason="NameInUse",
                         )
+                if row.applied_generation > 0 and queued_by_kueue(row.manifests):
+                    # Kueue owns the job's suspend once it is in the cluster: stop and resume
+                    # through Kueue, never by writing the job again.
+                    self.backend.set_queue_active(
+                        workload_id=workload_id,
+                        namespace=row.namespace,
+                        active=row.desired_phase == "Running",
+                    )
+                    return self._done(_Outcome(row, True, reason="SentToKueue"))
                 manifests = (
                     stopped_form(row.manifests) if row.desired_phase == "Stopped" else row.manifests
                 )
@@ -259,7 +314,10 @@ class Reconciler:
         except ClusterError as exc:
             # Retryable, but about this workload alone (a 5xx, its namespace terminating...).
             return self._retry(row, exc, now)
-        self._retrying.pop(row.id, None)
+        return self._done(outcome)
+
+    def _done(self, outcome: _Outcome) -> _Outcome:
+        self._retrying.pop(outcome.row.id, None)
         return outcome
 
     def _retry(self, row: OutboxRow, exc: ClusterError, now: datetime) -> _Outcome:
@@ -283,7 +341,7 @@ class Reconciler:
         writes: list[StatusWrite] = []
         for o in outcomes:
             if o.applied:
-                report.applied += o.reason == "Applied"
+                report.applied += o.reason in ("Applied", "SentToKueue")
                 report.deleted += o.reason == "DeleteSent"
             if not o.applied or o.phase is not None:
                 report.apply_errors += 1
@@ -321,6 +379,7 @@ class Reconciler:
         skip: set[uuid.UUID],
         cluster_error: str | None,
         report: CycleReport,
+        waiting: Mapping[str, Explanation],
     ) -> None:
         full = (
             observation.changed is None
@@ -362,6 +421,7 @@ class Reconciler:
                 pending_timeout=self.pending_timeout,
                 previous=before,
                 cluster_error=cluster_error,
+                waiting=waiting.get(str(row.id)),
             )
             if status.phase not in SETTLED or row.desired_phase == "Deleted":
                 unsettled.add(row.id)
@@ -467,6 +527,118 @@ class Reconciler:
             self._statuses = {r.id: cached[r.id] for r in rows if r.id in cached}
         return {r.id: cached[r.id][1] for r in rows if r.id in cached}
 
+    def _sync_projects(self, observation: Observation, *, now: datetime) -> None:
+        """Keep every project's own objects (scheduler queues, ResourceQuota, and what the
+        projects of a scheduler share) in the cluster as rendered from the projects: apply
+        those whose project changed, or that the cluster lacks, and on each resync all of them
+        (server-side apply puts back what someone changed); delete what no project wants any
+        more (a deleted project's, a scheduler's the project left)."""
+        rows = self.db.run(projects.every)
+        resync = self._projects_synced_at is None or now - self._projects_synced_at >= self.resync
+        if resync:
+            self._projects_synced_at = now
+        desired: dict[str, list[Manifest]] = {}
+        schedulers: set[Scheduler] = set()
+        for row in rows:
+            ctx = ProjectContext.of(
+                name=row.name,
+                namespace=row.namespace,
+                queue=row.queue,
+                scheduler=row.scheduler,
+                quota=row.quota,
+                default_scheduler=self.default_scheduler,
+            )
+            schedulers.add(ctx.scheduler)
+            kept = self._project_manifests.get(row.name)
+            if kept is None or kept[:2] != (row.generation, ctx.scheduler):
+                kept = (row.generation, ctx.scheduler, render_project(ctx))
+            self._project_manifests[row.name] = kept
+            desired[row.name] = kept[2]
+        self._project_manifests = {n: self._project_manifests[n] for n in desired}
+        desired[""] = [m for s in sorted(schedulers) for m in shared(s)]
+        observed = observation.projects
+        by_name = {row.name: row for row in rows}
+        for owner, manifests in desired.items():
+            found = by_name.get(owner)
+            generation = found.generation if found is not None else 0
+            stale = found is not None and found.applied_generation < found.generation
+            missing = observed is not None and not _refs(manifests) <= _refs(
+                observed.get(owner, ())
+            )
+            backoff = self._project_backoff.get(owner)
+            if backoff is not None and backoff[0] == generation and backoff[1] > now:
+                continue  # refused a moment ago, and nothing changed since
+            if not manifests or not (stale or missing or resync):
+                continue
+            message = ""
+            try:
+                self.backend.apply_project(project=owner, manifests=manifests)
+                self._project_backoff.pop(owner, None)
+            except ClusterUnreachable as exc:
+                log.warning("applying the objects of project %r failed: %s", owner, exc)
+                return
+            except ClusterError as exc:
+                message = f"The cluster refused the project's objects: {exc}"
+                self._project_backoff[owner] = (generation, now + RETRY_DELAY_MAX)
+            if found is not None and (stale or message != found.cluster_message):
+                self.db.run(projects.record_applied, owner, generation=generation, message=message)
+        if observed is None:
+            return
+        for owner, objects in observed.items():
+            wanted = _refs(desired.get(owner, ()))
+            extra = [ObjectRef.of(o) for o in objects if _ref(o) not in wanted]
+            if extra:
+                try:
+                    self.backend.delete_project_objects(project=owner, objects=extra)
+                except ClusterError as exc:
+                    log.warning("deleting objects of project %r failed: %s", owner, exc)
+
+    def _usage_and_queues(self, observation: Observation) -> dict[str, Explanation]:
+        """Store each project's usage and each node pool where they changed; and say why each
+        workload that waits for GPUs waits (by workload id)."""
+        parts = self._usage.update(observation)
+        nodes = observation.nodes
+        if (
+            self._usage.changed
+            or self._usage_stored is None
+            or not _same_items(nodes, self._nodes_seen)
+        ):
+            self._store_usage(parts.values(), nodes)
+        if not any(p.project and p.waiting.gpu for p in parts.values()):
+            return {}
+        assert self._usage_stored is not None
+        return explain(
+            parts,
+            usage=self._usage_stored,
+            quotas=self._quotas.update(self.db.run(projects.quotas)),
+            capacity=self._capacity,
+        )
+
+    def _store_usage(
+        self, parts: Collection[WorkloadUsage], nodes: Sequence[Manifest] | None
+    ) -> None:
+        self._nodes_seen = nodes
+        usage = by_project(parts)
+        stored = self._usage_stored
+        changed = {
+            name: u.to_dict()
+            for name, u in usage.items()
+            if stored is None or stored.get(name) != u
+        }
+        gone = stored is None or bool(stored.keys() - usage.keys())
+        if changed or gone:
+            self.db.run(projects.write_usage, changed, keep=list(usage) if gone else None)
+        self._usage_stored = usage
+        if nodes is None:
+            self._capacity = None
+            return
+        placed = [p for u in parts for p in u.placed]
+        self._capacity = capacity(nodes, placed)
+        pools = node_pools(nodes, placed, label_key=self.node_pool_label)
+        if pools != self._pools_stored:
+            self.db.run(node_pools_store.replace, [p.to_dict() for p in pools])
+            self._pools_stored = pools
+
     @staticmethod
     def _count_orphans(observation: Observation, live: set[str], report: CycleReport) -> None:
         orphans: Counter[str] = Counter()
@@ -505,6 +677,9 @@ class Reconciler:
                 try:
                     if leader is None:
                         leader = Leadership.take(self.db.db.url)
+                        if leader is not None:
+                            # Another process may have written meanwhile: write all anew.
+                            self._usage_stored = self._pools_stored = None
                     if leader is not None:
                         leader.confirm()
                         self.cycle()
@@ -592,6 +767,8 @@ def run_reconciler(settings: Settings, stop: threading.Event) -> None:
                 audit_retention_days=settings.audit_retention_days,
                 resync_seconds=settings.resync_seconds,
                 log_tail=log_tail,
+                node_pool_label=settings.node_pool_label_key,
+                default_scheduler=settings.scheduler,
             ).run(stop, interval=settings.reconcile_interval)
         finally:
             backend.close()
@@ -599,6 +776,7 @@ def run_reconciler(settings: Settings, stop: threading.Event) -> None:
 
 _EVENT_TEXT = {
     "Applied": "Applied to the cluster.",
+    "SentToKueue": "Sent to Kueue (the spec.active of its Workload).",
     "DeleteSent": "Deletion sent to the cluster.",
 }
 
@@ -615,6 +793,30 @@ def _unreachable(row: OutboxRow, why: str) -> _Outcome:
         message=f"The cluster is unreachable; will retry: {why}",
         reason="ClusterUnreachable",
     )
+
+
+def _ref(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    meta = obj.get("metadata") or {}
+    return (
+        str(obj.get("apiVersion")),
+        str(obj.get("kind")),
+        str(meta.get("namespace") or ""),
+        str(meta.get("name")),
+    )
+
+
+def _refs(objects: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """Which objects these are; a namespace is created once, never watched nor deleted."""
+    return {_ref(o) for o in objects if o.get("kind") != "Namespace"}
+
+
+def _same_items(a: object, b: object) -> bool:
+    """Whether two observations' node lists hold the very same objects (unchanged)."""
+    if a is b:
+        return True
+    if not isinstance(a, list | tuple) or not isinstance(b, list | tuple) or len(a) != len(b):
+        return False
+    return all(x is y for x, y in zip(a, b, strict=True))
 
 
 def _names_in_use(observation: Observation) -> dict[tuple[str, str, str], str]:

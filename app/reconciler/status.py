@@ -416,6 +416,7 @@ class _Pods:
     crashing: list[str] = field(default_factory=list)
     starting: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)  # what evicted them, on waiting pods
 
 
 def _container_statuses(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -474,6 +475,13 @@ def _analyse_pods(pods: Sequence[Mapping[str, Any]], now: datetime) -> _Pods:
                 scheduled = cond
             elif ctype == "Ready":
                 ready = cond.get("status") == "True"
+            elif (
+                ctype == "DisruptionTarget"
+                and cond.get("status") == "True"
+                and cond.get("reason") == PREEMPTED_BY_SCHEDULER
+                and phase == "Pending"
+            ):
+                out.preempted.append(str(cond.get("message") or "preempted by the scheduler"))
         if phase == "Pending" and (scheduled is None or scheduled.get("status") != "True"):
             reason = scheduled.get("reason") if scheduled is not None else None
             if reason == "Unschedulable":
@@ -742,6 +750,84 @@ def _verdict(
     )
 
 
+# --- why it waits --------------------------------------------------------------------------------
+
+# The reason Kubernetes' schedulers give a pod they evict to make room for another.
+PREEMPTED_BY_SCHEDULER = "PreemptionByScheduler"
+# Verdicts that only say the pods wait for the scheduler (or the job for its queue).
+_WAITING = frozenset({"Queued", "Unschedulable", "Scheduling", "SchedulingGated"})
+# Kueue's Workload conditions, shown as the workload's own.
+KUEUE_CONDITIONS = ("QuotaReserved", "Admitted", "Evicted")
+
+
+def _kueue_workload(objects: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return next((o for o in objects if kinds.of(o) is kinds.KUEUE_WORKLOAD), None)
+
+
+def _kueue_says(queued: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Kueue's reason and words for a job it holds back (None: it does not say)."""
+    conds = {
+        str(c.get("type")): c
+        for c in _mapping(queued.get("status")).get("conditions") or ()
+        if isinstance(c, dict)
+    }
+    evicted = conds.get("Evicted")
+    if evicted is not None and evicted.get("status") == "True":
+        reason = "Preempted" if evicted.get("reason") == "Preempted" else "Evicted"
+        return reason, f"Kueue: {evicted.get('message') or evicted.get('reason')}"
+    reserved = conds.get("QuotaReserved")
+    if reserved is not None and reserved.get("status") != "True":
+        message = str(reserved.get("message") or reserved.get("reason") or "pending")
+        reason = "QuotaExceeded" if "quota" in message.lower() else "WaitingInQueue"
+        return reason, f"Kueue: {message}"
+    admitted = conds.get("Admitted")
+    if admitted is not None and admitted.get("status") != "True":
+        return "WaitingInQueue", f"Kueue: {admitted.get('message') or 'waiting for admission'}"
+    return None
+
+
+def _why_waiting(
+    verdict: _Verdict,
+    pods: _Pods,
+    queued: Mapping[str, Any] | None,
+    waiting: tuple[str, str] | None,
+) -> _Verdict:
+    """A workload waiting for the scheduler or its queue, said with the reason that holds it
+    back: Kueue's words where Kueue queues it; else that the scheduler evicted it (and who
+    for), and the reconciler's explanation with figures (QuotaExceeded, InsufficientCapacity,
+    WaitingInQueue), the scheduler's own words after them."""
+    if verdict.reason not in _WAITING:
+        return verdict
+    if pods.preempted and pods.ready == 0:
+        # Evicted, it waits again from the start: Pending, not Degraded for the pods it lost.
+        note = f"Preempted: {_summarise(pods.preempted)}"
+        if waiting is not None:
+            note += f"; {waiting[1]}"
+        return _Verdict("Pending", "Preempted", note)
+    if verdict.phase not in ("Pending", "Resuming"):
+        return verdict
+    if queued is not None:
+        said = _kueue_says(queued)
+        if said is not None:
+            return _Verdict(verdict.phase, said[0], said[1])
+    if waiting is not None:
+        # Short of capacity, the scheduler's words say where: keep them.
+        capacity = pods.unschedulable and waiting[0] == "InsufficientCapacity"
+        scheduler = f" (the scheduler: {verdict.message})" if capacity else ""
+        return _Verdict(verdict.phase, waiting[0], waiting[1] + scheduler)
+    return verdict
+
+
+def _kueue_conditions(queued: Mapping[str, Any] | None) -> tuple[Condition, ...]:
+    if queued is None:
+        return ()
+    out = []
+    for cond in _mapping(queued.get("status")).get("conditions") or ():
+        if isinstance(cond, dict) and cond.get("type") in KUEUE_CONDITIONS:
+            out.append(Condition.from_dict(cond))
+    return tuple(out)
+
+
 # --- conditions ----------------------------------------------------------------------------------
 
 
@@ -809,6 +895,7 @@ def derive_status(
     previous: WorkloadStatus | None = None,
     requested_pods: int | None = None,
     cluster_error: str | None = None,
+    waiting: tuple[str, str] | None = None,
 ) -> WorkloadStatus:
     """The workload's status from what the cluster shows; pure and deterministic.
 
@@ -818,6 +905,8 @@ def derive_status(
     whose objects were cleaned up depend on it; condition times carry over from it).
     ``requested_pods`` is reported as ``pods.requested``; by default it is what the objects' spec
     asks for (0 while stopped). ``cluster_error`` says the cluster could not be read this time.
+    ``waiting`` is ``(reason, message)``: why the reconciler found it waiting, with figures, from
+    its project's quota and usage and the cluster's capacity (see :func:`_why_waiting`).
     """
     primary = _find_primary(objects)
     pod_facts = _analyse_pods(pods, now)
@@ -837,6 +926,8 @@ def derive_status(
         requested=requested_pods,
         cluster_error=cluster_error,
     )
+    queued = _kueue_workload(objects)
+    verdict = _why_waiting(verdict, pod_facts, queued, waiting)
     return WorkloadStatus(
         phase=verdict.phase,
         message=verdict.message,
@@ -848,7 +939,8 @@ def derive_status(
             pods=pod_facts,
             now=now,
             previous=previous,
-        ),
+        )
+        + _kueue_conditions(queued),
         pods=PodCounts(
             requested=requested_pods,
             running=pod_facts.running,

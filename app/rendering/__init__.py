@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.domain import kinds
+from app.domain.labels import KUEUE_QUEUE_LABEL
 from app.rendering import common, distributed, inference, interactive, training
 from app.rendering.common import Manifest, Problem
 from app.rendering.context import (
@@ -42,6 +43,7 @@ __all__ = [
     "check_names",
     "is_stopped",
     "object_refs",
+    "queued_by_kueue",
     "render",
     "stopped_form",
 ]
@@ -130,6 +132,17 @@ def is_stopped(manifests: Sequence[Mapping[str, Any]]) -> bool:
         if kind.stop == "suspend":
             return bool(spec.get("suspend"))
         return bool((spec.get("runPolicy") or {}).get("suspend"))
+    return False
+
+
+def queued_by_kueue(manifests: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether Kueue admits the workload's main object (a Job or Kubeflow job with Kueue's
+    queue label): Kueue then owns its ``suspend``, and it is stopped through Kueue."""
+    for m in manifests:
+        kind = kinds.of(m)
+        if kind is not None and kind.owner_rank is not None and kind.finite:
+            labels = (m.get("metadata") or {}).get("labels") or {}
+            return KUEUE_QUEUE_LABEL in labels
     return False
 
 

@@ -109,12 +109,14 @@ def _builtin_validator(api_version: str, kind: str) -> Validator | None:
 @functools.cache
 def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """``(apiVersion, kind) -> openAPIV3Schema`` of the CRDs Runplane writes objects for, as
-    ``tools/crd-schemas.py`` derived them from the pinned upstream modules."""
-    text = resources.files("app.rendering").joinpath("crd_schemas.json").read_text()
+    ``tools/crd-schemas.py`` derived them from the pinned upstream modules, and KAI's Queue,
+    whose schema the project keeps (``kai_schemas.json``, written from KAI's documented API)."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for key, schema in json.loads(text)["schemas"].items():
-        api_version, _, kind = key.rpartition("/")
-        out[(api_version, kind)] = schema
+    for name in ("crd_schemas.json", "kai_schemas.json"):
+        text = resources.files("app.rendering").joinpath(name).read_text()
+        for key, schema in json.loads(text)["schemas"].items():
+            api_version, _, kind = key.rpartition("/")
+            out[(api_version, kind)] = schema
     return out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import yaml
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -25,9 +24,11 @@ from app.deps import (
 from app.domain.phases import Phase
 from app.domain.spec import WorkloadType
 from app.openapi import links, responses
+from app.responses import MANIFESTS_RESPONSE
+from app.responses import manifests as manifests_response
 from app.schemas import PageParams, page_params
 from app.sql import scope
-from app.workloads import logs, repository, schemas, service, submission
+from app.workloads import admission, logs, repository, schemas, service, submission
 from app.workloads import watch as watch_
 from app.workloads.repository import ListFilter, WorkloadRow
 
@@ -98,11 +99,20 @@ async def _submit(
             scope=scope(access.principal),
             refresh=True,
         )
+        async with db.connection() as conn:
+            verdict = await admission.verdict(
+                conn,
+                project=body.project,
+                workload_type=workload_type,
+                spec=prepared.spec,
+                manifests=prepared.manifests,
+            )
         result = schemas.DryRun(
             spec=prepared.spec,
             applied_defaults=prepared.applied_defaults,
             policy=prepared.policy,
             manifests=prepared.manifests,
+            admission=verdict,
         )
         return JSONResponse(result.model_dump(mode="json"))
     idempotency = None
@@ -282,9 +292,6 @@ async def list_workloads(
     return _workloads({"items": [service.to_read(w) for w in rows], "next": nxt})
 
 
-YAML = "application/yaml"
-
-
 @router.get(
     "/{workloadId}",
     operation_id="getWorkload",
@@ -334,8 +341,8 @@ async def list_workload_events(
     response_model=list[dict[str, Any]],
     responses={
         200: {
+            **MANIFESTS_RESPONSE,
             "description": "The rendered Kubernetes objects; multi-document YAML on request",
-            "content": {YAML: {"schema": {"type": "string"}}},
         },
         **responses(404),
     },
@@ -345,11 +352,7 @@ async def get_workload_manifests(
     workload: WorkloadDep,
     accept: Annotated[str | None, Header(alias="Accept")] = None,
 ) -> Response:
-    manifests = await repository.manifests(conn, workload.id)
-    if accept and ("yaml" in accept) and "json" not in accept.split(",")[0]:
-        text = yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True)
-        return Response(text, media_type=YAML)
-    return JSONResponse(manifests)
+    return manifests_response(await repository.manifests(conn, workload.id), accept)
 
 
 @router.get(

@@ -178,11 +178,28 @@ class WorkloadPage(Page[Workload]):
     pass
 
 
+class Admission(ApiModel):
+    """Whether the workload would start now, from the project's quota and usage and the
+    cluster's free capacity as the reconciler last observed them."""
+
+    verdict: Literal["StartsNow", "WaitsForQuota", "WaitsForCapacity", "CannotStart"]
+    reason: str = Field(
+        description="Admissible, QuotaExceeded or InsufficientCapacity.", examples=["Admissible"]
+    )
+    message: str = Field(
+        description="Why, with the figures.",
+        examples=["Waiting for quota: needs 2 GPUs; project team-a uses 4 of 4 deserved (limit 4)"],
+    )
+    gpus: float = Field(description="The GPUs it asks for at its size (fractions as such).")
+    preemptible: bool = Field(description="Whether it may run over quota, and be preempted.")
+
+
 class DryRun(ApiModel):
     spec: dict[str, Any]
     applied_defaults: list[str]
     policy: PolicyRef
     manifests: list[dict[str, Any]]
+    admission: Admission
 
 
 class InvolvedObject(ApiModel):

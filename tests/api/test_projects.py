@@ -27,7 +27,12 @@ def test_create_get_defaults(client: TestClient) -> None:
     body = r.json()
     assert body["namespace"] == "runplane-team-a"
     assert body["queue"] == "team-a"
-    assert body["quota"] == {"gpu": 8, "cpu": "64", "memory": "256Gi"}
+    # A bare amount means deserved: no cap, the default weight.
+    assert body["quota"] == {
+        "gpu": {"deserved": 8, "limit": None, "overQuotaWeight": 1},
+        "cpu": {"deserved": "64", "limit": None, "overQuotaWeight": 1},
+        "memory": {"deserved": "256Gi", "limit": None, "overQuotaWeight": 1},
+    }
     got = client.get("/api/v1/projects/team-a").json()
     assert got["id"] == body["id"]
 
@@ -101,13 +106,15 @@ def test_bad_page_params(client: TestClient, params: dict[str, Any]) -> None:
 
 
 def test_patch_and_immutable_name(client: TestClient) -> None:
-    create(client, "team-a", quota={"gpu": 2})
+    create(client, "team-a", quota={"gpu": 2, "cpu": "8"})
     r = client.patch(
         "/api/v1/projects/team-a", json={"quota": {"gpu": 4, "memory": "1Ti"}, "queue": "gold"}
     )
     assert r.status_code == 200, r.text
     assert r.json()["queue"] == "gold"
-    assert r.json()["quota"]["memory"] == "1Ti"
+    assert r.json()["quota"]["memory"]["deserved"] == "1Ti"
+    # A quota is replaced as a whole: what the new one leaves out is not limited any more.
+    assert r.json()["quota"]["cpu"] is None
     r = client.patch("/api/v1/projects/team-a", json={"name": "team-z"})
     assert r.status_code == 422
     assert "immutable" in r.text

@@ -83,6 +83,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", P + "/projects"): lambda w, p: Req("POST", "/api/v1/projects", {"name": "new-one"}),
     ("GET", P + "/projects"): lambda w, p: Req("GET", "/api/v1/projects"),
     ("GET", P + "/projects/{project}"): lambda w, p: Req("GET", f"/api/v1/projects/{p}"),
+    ("GET", P + "/projects/{project}/manifests"): lambda w, p: Req(
+        "GET", f"/api/v1/projects/{p}/manifests"
+    ),
     ("PATCH", P + "/projects/{project}"): lambda w, p: Req(
         "PATCH", f"/api/v1/projects/{p}", {"description": "changed"}
     ),
@@ -139,6 +142,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", P + "/tokens"): lambda w, p: Req("GET", "/api/v1/tokens"),
     ("DELETE", P + "/tokens/{tokenId}"): lambda w, p: Req("DELETE", f"/api/v1/tokens/{w.victim}"),
     ("GET", P + "/audit"): lambda w, p: Req("GET", "/api/v1/audit"),
+    ("GET", P + "/nodepools"): lambda w, p: Req("GET", "/api/v1/nodepools"),
 }
 SETUPS: dict[tuple[str, str], Setup] = {
     ("DELETE", P + "/projects/{project}"): _no_active_workloads,

@@ -29,6 +29,8 @@ BUILTIN_RESOURCES: dict[str, tuple[str, bool]] = {
     "v1/pods": ("Pod", True),
     "v1/services": ("Service", True),
     "v1/events": ("Event", True),
+    "v1/nodes": ("Node", False),
+    "v1/resourcequotas": ("ResourceQuota", True),
     "apps/v1/statefulsets": ("StatefulSet", True),
     "apps/v1/deployments": ("Deployment", True),
     "batch/v1/jobs": ("Job", True),
@@ -40,6 +42,15 @@ KUBEFLOW_RESOURCES: dict[str, tuple[str, bool]] = {
     "kubeflow.org/v1/tfjobs": ("TFJob", True),
     "kubeflow.org/v2beta1/mpijobs": ("MPIJob", True),
 }
+# Kueue's CRDs (the Workloads it makes for the jobs it queues).
+KUEUE_RESOURCES: dict[str, tuple[str, bool]] = {
+    "kueue.x-k8s.io/v1beta2/workloads": ("Workload", True),
+    "kueue.x-k8s.io/v1beta2/resourceflavors": ("ResourceFlavor", False),
+    "kueue.x-k8s.io/v1beta2/clusterqueues": ("ClusterQueue", False),
+    "kueue.x-k8s.io/v1beta2/localqueues": ("LocalQueue", True),
+}
+# KAI-Scheduler's Queue.
+KAI_RESOURCES: dict[str, tuple[str, bool]] = {"scheduling.run.ai/v2/queues": ("Queue", False)}
 # Groups whose list items a real API server sends without apiVersion and kind.
 _BUILTIN_GROUPS = frozenset({"", "apps", "batch", "autoscaling"})
 _VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
@@ -165,10 +176,19 @@ class KubeEmulator(kmock.KubernetesEmulator):
     async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
         """A watch as a real server streams it: the objects there are (as ADDED), then every
         change, with none lost in between (kmock subscribes only after sending the objects);
-        ended after ``timeoutSeconds``, and when the fake stops."""
+        only those its label selector selects; ended after ``timeoutSeconds``, and when the
+        fake stops."""
         yield b""  # the headers: streaming has begun
         resource = request.resource
         bus = self._buses[resource]
+        selector = request.params.get("labelSelector") or ""
+
+        def selected(raw: Mapping[str, Any]) -> bool:
+            meta = raw.get("metadata") or {}
+            return (request.namespace is None or meta.get("namespace") == request.namespace) and (
+                _selects(selector, meta.get("labels") or {})
+            )
+
         async with self._lock:
             mark = await bus.mark()  # before reading: what changes from now on is streamed
             existing = [
@@ -178,11 +198,6 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 and not obj.deleted
                 and (request.namespace is None or namespace == request.namespace)
             ]
-        selector = request.params.get("labelSelector", "")
-
-        def selected(raw: Mapping[str, Any]) -> bool:
-            return _selects(selector, (raw.get("metadata") or {}).get("labels") or {})
-
         for raw in existing:
             if selected(raw):
                 yield {"type": "ADDED", "object": raw}
@@ -205,10 +220,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     return
                 await _cancelled(ends)
                 event = step.result()
-                namespace = (event.get("object", {}).get("metadata") or {}).get("namespace")
-                if (request.namespace is None or namespace == request.namespace) and selected(
-                    event.get("object") or {}
-                ):
+                if selected(event.get("object") or {}):
                     yield event
         except StopAsyncIteration:
             return
@@ -276,7 +288,7 @@ class FakeKubeAPI:
     reactions, ``objects``) once the calls under test have returned.
     """
 
-    def __init__(self, *, kubeflow: bool = True) -> None:
+    def __init__(self, *, kubeflow: bool = True, kueue: bool = True, kai: bool = True) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -289,6 +301,12 @@ class FakeKubeAPI:
             self.declare(resource, kind, namespaced=namespaced)
         if kubeflow:
             for resource, (kind, namespaced) in KUBEFLOW_RESOURCES.items():
+                self.declare(resource, kind, namespaced=namespaced)
+        if kueue:
+            for resource, (kind, namespaced) in KUEUE_RESOURCES.items():
+                self.declare(resource, kind, namespaced=namespaced)
+        if kai:
+            for resource, (kind, namespaced) in KAI_RESOURCES.items():
                 self.declare(resource, kind, namespaced=namespaced)
 
     def _run(self, coro: Any) -> Any:

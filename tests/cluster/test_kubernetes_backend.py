@@ -29,7 +29,9 @@ from app.cluster.backend import (
     ObjectRejected,
 )
 from app.cluster.kubernetes import (
+    CLUSTER_KINDS,
     NAMESPACE_PERMISSIONS,
+    OBSERVED_KINDS,
     REQUIRED_PERMISSIONS,
     WATCHED_KINDS,
     KubernetesBackend,
@@ -41,6 +43,8 @@ from app.cluster.logs import LOG_PERMISSIONS
 from app.domain import kinds
 from app.domain.kinds import MANAGED
 from app.domain.labels import MANAGED_SELECTOR
+from app.rendering.context import SCHEDULERS, Scheduler
+from app.rendering.project import ProjectContext, project_objects, render_project, shared
 from tests.cluster import kube_samples as samples
 from tests.cluster.kube_fake import FakeKubeAPI
 
@@ -390,15 +394,15 @@ def test_observe_lists_and_watches_each_kind_once_whatever_the_number_of_workloa
         ("/api/v1" if k.api_version == "v1" else f"/apis/{k.api_version}") + f"/{k.plural}"
         for k in WATCHED_KINDS
     )
-    # Events carry no labels: their informer keeps those of the namespaces Runplane uses.
-    managed = [r for r in calls if r.url.path != "/api/v1/events"]
-    assert all(r.params["labelSelector"] == MANAGED_SELECTOR for r in managed)
+    # Nodes, Kueue's Workloads and events carry no label of Runplane's: they are listed whole
+    # (the events informer keeps those of the namespaces Runplane uses).
+    managed = {f"/{k.plural}" for k in OBSERVED_KINDS}
+    for r in calls:
+        selected = any(r.url.path.endswith(p) for p in managed)
+        assert r.params.get("labelSelector") == (MANAGED_SELECTOR if selected else None)
     wait_until(lambda: len(watches(api)) == N_OBSERVED, "a watch per kind")
-    assert all(
-        r.params["labelSelector"] == MANAGED_SELECTOR
-        for r in watches(api)
-        if r.url.path != "/api/v1/events"
-    )
+    unselected = [r for r in watches(api) if "labelSelector" not in r.params]
+    assert len(unselected) == len(CLUSTER_KINDS) + 1
     assert all(r.params.get("allowWatchBookmarks") == "true" for r in watches(api))
     # More workloads arrive through the watches: no more lists, whatever their number.
     applied = apply_all_types(backend, 8, prefix="more-")
@@ -883,12 +887,17 @@ def permissions_used(requests: list[kmock.Request]) -> set[Permission]:
             continue  # discovery: no RBAC rule needed
         group, plural = r.resource.group or "", r.resource.plural
         if r.method == kmock.method.PATCH:
-            # Server-side apply that creates the object is also authorized as a create.
-            used |= {(group, plural, "patch"), (group, plural, "create")}
+            # Server-side apply that creates the object is also authorized as a create; a
+            # Kueue Workload is only ever patched once Kueue made it.
+            used.add((group, plural, "patch"))
+            if plural != "workloads":
+                used.add((group, plural, "create"))
         elif r.method == kmock.method.POST:
             used.add((group, plural, "create"))
         elif r.method == kmock.method.DELETE:
             used.add((group, plural, "delete"))
+        elif r.action == kmock.action.WATCH:
+            used.add((group, plural, "watch"))
         elif r.method == kmock.method.GET:
             used.add((group, plural, "list" if r.name is None else "get"))
     return used
@@ -905,7 +914,19 @@ def test_the_backend_uses_exactly_the_permissions_it_declares(
         manifests = samples.workload(workload_type, wid, name=workload_type)
         backend.apply(workload_id=wid, namespace=NS, manifests=manifests)
         applied.append((wid, manifests))
-    backend.observe()
+    for scheduler in SCHEDULERS:
+        objects = project_objects(project_context(scheduler))
+        backend.apply_project(
+            project="team-a", manifests=render_project(project_context(scheduler))
+        )
+        backend.apply_project(project="", manifests=shared(scheduler))
+        backend.delete_project_objects(
+            project="team-a", objects=[ObjectRef.of(o) for o in objects[1:]]
+        )
+    queued_id = put_queued_job(api)
+    wait_until(lambda: len(backend.observe().of(queued_id).objects) == 2, "the Kueue Workload")
+    backend.set_queue_active(workload_id=queued_id, namespace=NS, active=False)
+    wait_until(lambda: len(watches(api)) == len(WATCHED_KINDS), "a watch per kind")
     for wid, manifests in applied:
         backend.delete(workload_id=wid, namespace=NS, objects=refs(manifests))
 
@@ -967,3 +988,149 @@ def test_events_are_watched_by_workload_and_only_in_runplanes_namespaces(
     # Events of other namespaces are not even cached.
     informer = backend.informers[kinds.EVENT]
     assert {ns for ns, _ in informer.objects} == {NS}
+
+
+def test_observe_reads_the_nodes_whatever_their_labels(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "gpu-1", "labels": {"runplane.io/node-pool": "a100"}},
+        "status": {"allocatable": {"nvidia.com/gpu": "8"}},
+    }
+    api.put("v1/nodes", node)
+    assert [n["metadata"]["name"] for n in backend.observe().nodes or ()] == ["gpu-1"]
+    api.put("v1/nodes", {**node, "metadata": {"name": "gpu-2"}})
+    wait_until(lambda: len(backend.observe().nodes or ()) == 2, "the second node")
+
+
+def put_queued_job(api: FakeKubeAPI) -> str:
+    """A Job with Kueue's label, and the Workload Kueue would make for it; its workload id."""
+    wid = new_id()
+    job = samples.job(wid, name=f"queued-{wid[:8]}")
+    job["metadata"]["uid"] = f"uid-{wid}"
+    job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = "team-a"
+    api.put("batch/v1/jobs", job)
+    owner = {"kind": "Job", "name": job["metadata"]["name"], "uid": f"uid-{wid}"}
+    workload = {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "Workload",
+        "metadata": {"name": f"job-{wid[:8]}", "namespace": NS, "ownerReferences": [owner]},
+        "spec": {"active": True, "queueName": "team-a"},
+    }
+    api.put("kueue.x-k8s.io/v1beta2/workloads", workload)
+    return wid
+
+
+def test_stop_and_resume_through_kueue_write_only_the_workloads_active(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    with pytest.raises(ClusterError, match="waiting for Kueue"):
+        backend.set_queue_active(workload_id=wid, namespace=NS, active=False)
+    wid = put_queued_job(api)
+    wait_until(lambda: len(backend.observe().of(wid).objects) == 2, "the Kueue Workload")
+    backend.set_queue_active(workload_id=wid, namespace=NS, active=False)
+    (patch,) = patches(api)
+    assert patch.url.path == f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{NS}/workloads/job-{wid[:8]}"
+    assert patch.params["fieldManager"] == "runplane"
+    assert patch.data["spec"] == {"active": False}
+    assert not [r for r in patches(api) if "/jobs/" in r.url.path]  # the Job is Kueue's
+
+
+def test_a_kueue_workload_joins_the_workload_of_the_job_it_queues(
+    api: FakeKubeAPI, backend: KubernetesBackend
+) -> None:
+    wid = new_id()
+    job = samples.job(wid, name="train")
+    job["metadata"]["uid"] = "job-uid-1"
+    api.put("batch/v1/jobs", job)
+    backend.observe()
+    # (The fake's watches send what exists again: let them settle.)
+    wait_until(lambda: len(watches(api)) == N_OBSERVED, "a watch per kind")
+    time.sleep(0.3)
+    first = backend.observe().of(wid)
+    assert [o["kind"] for o in first.objects] == ["Job"]
+    # While nothing changes, the same objects are handed out (usage is worked out once).
+    assert backend.observe().of(wid) is first
+    queued: dict[str, Any] = {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "Workload",
+        "metadata": {
+            "name": "job-train-1a2b3",
+            "namespace": NS,
+            "ownerReferences": [{"kind": "Job", "name": "train", "uid": "job-uid-1"}],
+        },
+        "status": {"conditions": [{"type": "QuotaReserved", "status": "False"}]},
+    }
+    api.put("kueue.x-k8s.io/v1beta2/workloads", queued)
+    wait_until(lambda: wid in (backend.observe().changed or ()), "the Kueue Workload")
+    objects = backend.observe().of(wid).objects
+    assert [o["kind"] for o in objects] == ["Job", "Workload"]
+    # Someone else's Kueue Workload joins nothing.
+    other = {**queued, "metadata": {**queued["metadata"], "name": "x", "ownerReferences": []}}
+    api.put("kueue.x-k8s.io/v1beta2/workloads", other)
+    time.sleep(0.3)
+    assert [o["kind"] for o in backend.observe().of(wid).objects] == ["Job", "Workload"]
+
+
+def project_context(scheduler: Scheduler) -> ProjectContext:
+    return ProjectContext.of(
+        name="team-a",
+        namespace=NS,
+        queue=None,
+        scheduler=scheduler,
+        quota={"gpu": {"deserved": "4", "limit": "8", "overQuotaWeight": "1"}},
+        default_scheduler="none",
+    )
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_a_projects_objects_are_applied_where_they_live_and_observed_by_project(
+    api: FakeKubeAPI, backend: KubernetesBackend, scheduler: Scheduler
+) -> None:
+    ctx = project_context(scheduler)
+    backend.apply_project(project="team-a", manifests=render_project(ctx))
+    backend.apply_project(project="", manifests=shared(scheduler))
+    paths = sorted(r.url.path for r in patches(api))
+    expected = {
+        "kueue": [
+            "/apis/kueue.x-k8s.io/v1beta2/clusterqueues/" + NS,
+            "/apis/kueue.x-k8s.io/v1beta2/namespaces/" + NS + "/localqueues/team-a",
+            "/apis/kueue.x-k8s.io/v1beta2/resourceflavors/runplane",
+        ],
+        "kai": [
+            "/apis/scheduling.run.ai/v2/queues/runplane",
+            "/apis/scheduling.run.ai/v2/queues/team-a",
+        ],
+        "none": [f"/api/v1/namespaces/{NS}/resourcequotas/runplane-quota"],
+    }[scheduler]
+    assert paths == expected
+    assert all(r.params["fieldManager"] == "runplane" for r in patches(api))
+    observed = backend.observe().projects or {}
+    own = sorted(o["kind"] for o in observed.get("team-a", []))
+    assert own == sorted(o["kind"] for o in render_project(ctx)[1:])
+    assert sorted(o["kind"] for o in observed.get("", [])) == [o["kind"] for o in shared(scheduler)]
+    # Removed: gone from the cluster and from what is observed.
+    backend.delete_project_objects(
+        project="team-a", objects=[ObjectRef.of(o) for o in render_project(ctx)[1:]]
+    )
+    wait_until(lambda: not (backend.observe().projects or {}).get("team-a"), "the deletion")
+
+
+def test_a_projects_objects_without_their_labels_are_refused(backend: KubernetesBackend) -> None:
+    (_, local_queue) = render_project(project_context("kueue"))[1:]
+    with pytest.raises(ObjectRejected, match="lacks the labels"):
+        backend.apply_project(project="team-b", manifests=[local_queue])
+    with pytest.raises(ObjectRejected, match="not a project's object"):
+        backend.apply_project(project="team-a", manifests=[samples.job(new_id(), name="j")])
+
+
+def test_a_scheduler_not_installed_is_said_before_anything_is_applied(
+    backend: KubernetesBackend, api: FakeKubeAPI
+) -> None:
+    api.undeclare("scheduling.run.ai/v2/queues")
+    with pytest.raises(KindNotInstalled, match="KAI-Scheduler"):
+        backend.apply_project(project="team-a", manifests=render_project(project_context("kai")))
+    assert patches(api) == []

@@ -4,6 +4,7 @@ watch the phases the API reports; suspend, resume, delete; faults."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +54,18 @@ class Flaky:
     def delete(self, **kw: Any) -> None:
         self._check()
         self.inner.delete(**kw)
+
+    def set_queue_active(self, **kw: Any) -> None:
+        self._check()
+        self.inner.set_queue_active(**kw)
+
+    def apply_project(self, **kw: Any) -> None:
+        self._check()
+        self.inner.apply_project(**kw)
+
+    def delete_project_objects(self, **kw: Any) -> None:
+        self._check()
+        self.inner.delete_project_objects(**kw)
 
     def watch(self, wake: Callable[[], None]) -> None:
         self.inner.watch(wake)
@@ -105,21 +118,41 @@ class World:
         raise AssertionError(f"never reached {final}: {seen}")
 
 
-@pytest.fixture
-def world(db: BlockingDatabase, settings: Settings) -> Iterator[World]:
+@contextmanager
+def world_of(
+    db: BlockingDatabase,
+    settings: Settings,
+    *,
+    projects: dict[str, dict[str, Any] | None],
+    timing: Timing,
+    pending_timeout: float,
+) -> Iterator[World]:
+    """The API and a reconciler on a simulated cluster of 2 nodes x 4 GPUs, on a fake clock,
+    with these projects (name: quota)."""
     clock = Clock()
     backend = Flaky(
         SimulatedBackend(
-            db,
-            cluster=ClusterShape(nodes=2, gpus_per_node=4),
-            timing=Timing(schedule_seconds=1, start_seconds=3, run_seconds=5),
-            clock=clock,
+            db, cluster=ClusterShape(nodes=2, gpus_per_node=4), timing=timing, clock=clock
         )
     )
-    reconciler = Reconciler(db=db, backend=backend, pending_timeout=30, clock=clock)
+    reconciler = Reconciler(db=db, backend=backend, pending_timeout=pending_timeout, clock=clock)
     with TestClient(create_app(settings, reconcile=False), headers=AUTH) as client:
-        assert client.post("/api/v1/projects", json={"name": "team-a"}).status_code == 201
+        for name, quota in projects.items():
+            r = client.post("/api/v1/projects", json={"name": name, "quota": quota})
+            assert r.status_code == 201, r.text
         yield World(client, clock, backend, reconciler)
+
+
+@pytest.fixture
+def world(db: BlockingDatabase, settings: Settings) -> Iterator[World]:
+    with world_of(
+        db,
+        settings,
+        projects={"team-a": None},
+        timing=Timing(schedule_seconds=1, start_seconds=3, run_seconds=5),
+        pending_timeout=30,
+    ) as made:
+        yield made
 
 
 def test_training_goes_to_completed_with_events(world: World) -> None:

@@ -3,8 +3,9 @@
 ``kube_control_plane`` (session) runs etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok with one fake node on 127.0.0.1, with the Kubeflow CRDs of the pinned
 upstream modules installed; ``kube_operators`` (session) adds the Kubeflow training operator and
-the MPI operator. They build the binaries first when they are not cached (that can take a long
-while on a cold machine; ``tools/k8s-testenv/build.sh`` does the same ahead of time).
+the MPI operator, ``kube_kueue`` (session) Kueue's manager and CRDs. They build the binaries
+first when they are not cached (that can take a long while on a cold machine;
+``tools/k8s-testenv/build.sh`` does the same ahead of time).
 
 When the binaries can't be had, the tests here are skipped with the reason, or fail when
 ``RUNPLANE_REQUIRE_KUBE=1`` (CI). ``RUNPLANE_KUBE_BUILD=0`` forbids building from here;
@@ -19,7 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import pytest
 from kubernetes.client import ApiClient
@@ -73,22 +74,52 @@ def kube_control_plane(kube_log_dir: Path) -> Iterator[testenv.ControlPlane]:
         cp.stop()
 
 
+P = TypeVar("P", bound=testenv.Processes)
+
+
+def _run(
+    kind: type[P], names: list[str], what: str, control_plane: testenv.ControlPlane, log_dir: Path
+) -> Iterator[P]:
+    """Processes of ``kind`` running against the control plane for as long as the session."""
+    bin_dir, built_in = _binaries(names, log_dir)
+    processes = kind(control_plane, bin_dir, log_dir=log_dir)
+    processes.start()
+    print(
+        f"\n{what}: binaries ready in {built_in:.1f}s, up in {processes.startup_seconds:.1f}s; "
+        f"logs in {log_dir}"
+    )
+    try:
+        yield processes
+    finally:
+        processes.stop()
+
+
 @pytest.fixture(scope="session")
 def kube_operators(
     kube_control_plane: testenv.ControlPlane, kube_log_dir: Path
 ) -> Iterator[testenv.KubeflowOperators]:
     """The Kubeflow training operator and MPI operator running against ``kube_control_plane``."""
-    bin_dir, built_in = _binaries(list(testenv.OPERATORS), kube_log_dir)
-    operators = testenv.KubeflowOperators(kube_control_plane, bin_dir, log_dir=kube_log_dir)
-    operators.start()
-    print(
-        f"\nKubeflow operators: binaries ready in {built_in:.1f}s, "
-        f"up in {operators.startup_seconds:.1f}s; logs in {kube_log_dir}"
+    yield from _run(
+        testenv.KubeflowOperators,
+        list(testenv.OPERATORS),
+        "Kubeflow operators",
+        kube_control_plane,
+        kube_log_dir,
     )
-    try:
-        yield operators
-    finally:
-        operators.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_kueue(
+    kube_control_plane: testenv.ControlPlane, kube_log_dir: Path
+) -> Iterator[testenv.KueueManager]:
+    """Kueue's manager running against ``kube_control_plane``, its CRDs installed."""
+    yield from _run(
+        testenv.KueueManager,
+        [testenv.KUEUE, testenv.CRDS],
+        "Kueue",
+        kube_control_plane,
+        kube_log_dir,
+    )
 
 
 @pytest.fixture(scope="session")

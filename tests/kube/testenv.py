@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from tests.kube.helpers import apply, delete, get
 
@@ -50,6 +50,7 @@ VERSIONS_FILE = TOOLS_DIR / "versions.env"
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 OPERATORS = ("training-operator", "mpi-operator")
+KUEUE = "kueue"
 KWOK_STAGES_FILE = "kwok-stages.yaml"  # written by build.sh beside bin/
 # Runplane's own Stages: pods play simulation.runplane.io/outcome (see the file).
 KWOK_OUTCOMES = Path(__file__).with_name("kwok-outcomes.yaml")
@@ -908,28 +909,18 @@ def _probe_jobs(namespace: str) -> list[dict[str, Any]]:
 
 
 @dataclass
-class KubeflowOperators:
-    """The Kubeflow training operator (PyTorchJob and TFJob only, not its v1 MPIJob) and the MPI
-    operator (MPIJob v2beta1), as processes against a started :class:`ControlPlane`.
-
-    They run as the admin user, with leader election off (training operator) or alone in their
-    lease (MPI operator), their metrics off, and without webhooks: the training operator's only
-    webhook validates jobs, and both operators apply their defaults themselves. The training
-    operator still serves its webhook endpoint (it cannot be switched off) on a free port, with the
-    control plane's serving certificate.
-    """
+class Processes:
+    """Processes run against a started :class:`ControlPlane`, their logs beside its own."""
 
     control_plane: ControlPlane
     bin_dir: Path
     log_dir: Path | None = None
     startup_timeout: float = 120.0
-    lock_timeout: float = 900.0  # another session's MPI operator may hold port 8080 this long
 
     components: list[Component] = field(init=False, default_factory=list)
     startup_seconds: float = field(init=False, default=0.0)
-    _lock: IO[bytes] | None = field(init=False, default=None)
 
-    def __enter__(self) -> KubeflowOperators:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -940,6 +931,29 @@ class KubeflowOperators:
     def logs(self) -> Path:
         cp = self.control_plane
         return self.log_dir or cp.log_dir or cp.workdir / "logs"
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        _stop_all(self.components)
+
+
+@dataclass
+class KubeflowOperators(Processes):
+    """The Kubeflow training operator (PyTorchJob and TFJob only, not its v1 MPIJob) and the MPI
+    operator (MPIJob v2beta1), as processes against a started :class:`ControlPlane`.
+
+    They run as the admin user, with leader election off (training operator) or alone in their
+    lease (MPI operator), their metrics off, and without webhooks: the training operator's only
+    webhook validates jobs, and both operators apply their defaults themselves. The training
+    operator still serves its webhook endpoint (it cannot be switched off) on a free port, with the
+    control plane's serving certificate.
+    """
+
+    lock_timeout: float = 900.0  # another session's MPI operator may hold port 8080 this long
+
+    _lock: IO[bytes] | None = field(init=False, default=None)
 
     def start(self) -> None:
         t0 = time.monotonic()
@@ -968,7 +982,7 @@ class KubeflowOperators:
         self.startup_seconds = time.monotonic() - t0
 
     def stop(self) -> None:
-        _stop_all(self.components)
+        super().stop()
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None
@@ -1056,6 +1070,130 @@ class KubeflowOperators:
                 job["kind"],
                 "testenv-probe",
                 OPERATOR_NAMESPACE,
+                propagation_policy="Background",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Kueue
+
+KUEUE_NAMESPACE = "kueue-system"  # where a cluster runs it (its configuration names one)
+# Kueue's manager reads its metrics certificate from this path, fixed in its code, whenever it
+# does not manage certificates itself (which needs the webhook configurations installed).
+KUEUE_METRICS_CERTS = Path("/etc/kueue/metrics/certs")
+KUEUE_PROBE = "testenv-probe"
+
+
+@dataclass
+class KueueManager(Processes):
+    """Kueue's manager (``cmd/kueue`` of the pinned module) as a process against a started
+    :class:`ControlPlane`, with Kueue's CRDs installed.
+
+    It runs without webhooks: no webhook configuration is installed, so the API server never
+    calls the endpoint it still serves (on a free port, with the control plane's serving
+    certificate). Kueue's webhooks default and validate its objects and suspend jobs created
+    unsuspended; Runplane renders the jobs Kueue queues suspended already and its queues whole.
+    Leader election, metrics and the visibility server are off; only batch/v1 Jobs are
+    integrated. Fair sharing is on, so that ClusterQueues' weights count.
+    """
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        cp = self.control_plane
+        with _stop_on_error(self.stop), cp.api_client() as api:
+            install_crds(api, sorted(crd_dir(self.bin_dir, "kueue").glob("*.yaml")))
+            apply(
+                api,
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KUEUE_NAMESPACE}},
+                field_manager=TESTENV_FIELD_MANAGER,
+                force=True,
+            )
+            probe_port = self._start()
+            _wait(
+                "kueue /readyz",
+                lambda: _http_ok(f"http://127.0.0.1:{probe_port}/readyz"),
+                self.startup_timeout,
+                *self.components,
+            )
+            self._probe(api)
+        self.startup_seconds = time.monotonic() - t0
+
+    def _start(self) -> int:
+        cp = self.control_plane
+        home = cp.workdir / "kueue"
+        certs = home / "serving-certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        for target, source in (("tls.crt", "apiserver.crt"), ("tls.key", "apiserver.key")):
+            shutil.copyfile(cp.cert_file(source), certs / target)
+            _ensure_file(KUEUE_METRICS_CERTS / target, cp.cert_file(source).read_bytes())
+        probe_port = free_port()
+        config = {
+            "apiVersion": "config.kueue.x-k8s.io/v1beta2",
+            "kind": "Configuration",
+            "namespace": KUEUE_NAMESPACE,
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{probe_port}"},
+            "metrics": {"bindAddress": "0"},
+            "webhook": {"host": "127.0.0.1", "port": free_port(), "certDir": str(certs)},
+            "leaderElection": {"leaderElect": False},
+            "internalCertManagement": {"enable": False},
+            "manageJobsWithoutQueueName": False,
+            "integrations": {"frameworks": ["batch/job"]},
+            "fairSharing": {"preemptionStrategies": ["LessThanOrEqualToFinalShare"]},
+            "clientConnection": {"qps": 100, "burst": 200},
+        }
+        path = home / "config.yaml"
+        path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        c = Component(
+            "kueue",
+            [
+                str(self.bin_dir / "kueue"),
+                f"--config={path}",
+                "--feature-gates=VisibilityOnDemand=false",
+            ],
+            self.logs / "kueue.log",
+            env={"KUBECONFIG": str(cp.kubeconfig)},
+        )
+        self.components.append(c)
+        c.start()
+        return probe_port
+
+    def _probe(self, api: Any) -> None:
+        """Wait until Kueue's controllers act: a ClusterQueue of an existing flavor goes Active."""
+        flavor: dict[str, Any] = {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "ResourceFlavor",
+            "metadata": {"name": KUEUE_PROBE},
+        }
+        queue: dict[str, Any] = {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "ClusterQueue",
+            "metadata": {"name": KUEUE_PROBE},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [
+                            {"name": KUEUE_PROBE, "resources": [{"name": "cpu", "nominalQuota": 1}]}
+                        ],
+                    }
+                ],
+            },
+        }
+        for manifest in (flavor, queue):
+            apply(api, manifest, field_manager=TESTENV_FIELD_MANAGER, force=True)
+
+        def active() -> bool:
+            live = get(api, "kueue.x-k8s.io/v1beta2", "ClusterQueue", KUEUE_PROBE)
+            return _conditions(live or {}).get("Active") == "True"
+
+        _wait("Kueue to activate a ClusterQueue", active, self.startup_timeout, *self.components)
+        for manifest in (queue, flavor):
+            delete(
+                api,
+                manifest["apiVersion"],
+                manifest["kind"],
+                KUEUE_PROBE,
                 propagation_policy="Background",
             )
 

@@ -87,6 +87,18 @@ class Faulty:
             self.lost_answers[workload_id] += 1
             raise ClusterUnreachable("timed out waiting for the API server's answer")
 
+    def set_queue_active(self, *, workload_id: str, namespace: str, active: bool) -> None:
+        self._before(self._fault())
+        self.inner.set_queue_active(workload_id=workload_id, namespace=namespace, active=active)
+
+    def apply_project(self, *, project: str, manifests: Sequence[Manifest]) -> None:
+        self._before(self._fault())
+        self.inner.apply_project(project=project, manifests=manifests)
+
+    def delete_project_objects(self, *, project: str, objects: Sequence[ObjectRef]) -> None:
+        self._before(self._fault())
+        self.inner.delete_project_objects(project=project, objects=objects)
+
     def watch(self, wake: Callable[[], None]) -> None:
         self.inner.watch(wake)
 
