@@ -340,17 +340,18 @@ def out_of_range(engine: Engine) -> list[str]:
             for number in _numbers([spec, submitted, manifests]):
                 if not math.isfinite(number) or not INT64.lo <= number <= INT64.hi:
                     found.append(f"workload {ident}: the number {number!r}")
-        for name, namespace, cpu, memory in conn.execute(
-            text("SELECT name, namespace, quota_cpu, quota_memory FROM projects")
+        for name, namespace, quota in conn.execute(
+            text("SELECT name, namespace, quota FROM projects")
         ):
             if namespace == "default" or namespace.startswith("kube-"):
                 found.append(f"project {name}: namespace {namespace}")
-            for quantity in (cpu, memory):
-                if quantity is not None:
-                    try:
-                        quantity_value(quantity)
-                    except ValueError as exc:
-                        found.append(f"project {name}: quota {exc}")
+            for resource, amounts in quota.items():
+                for field, quantity in amounts.items():
+                    if quantity is not None:
+                        try:
+                            quantity_value(quantity)
+                        except ValueError as exc:
+                            found.append(f"project {name}: quota {resource}.{field} {exc}")
         for ident, kind, defaults, rules in conn.execute(
             text("SELECT id, workload_type, defaults, rules FROM policies")
         ):
