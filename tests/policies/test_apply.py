@@ -483,3 +483,22 @@ def test_resolution_serialises() -> None:
             }
         ],
     }
+
+
+# --- safe defaults (the baseline) -----------------------------------------------------------------
+
+HOST_PATH = [{"name": "root", "path": "/", "mountPath": "/host"}]
+
+
+def test_the_baseline_refuses_what_no_rule_allows_even_a_rule_on_the_field() -> None:
+    """A host path is refused with no policy, and with a rule on the field that does not say
+    ``allowUnsafe``; only ``allowUnsafe: true`` lifts the baseline."""
+    submitted = {"image": "x", "storage": {"hostPath": HOST_PATH}}
+    for rules in ({}, {"storage": {"hostPath": {"canEdit": True}}}):
+        refused = _apply(submitted, rules=rules)
+        assert _broken(refused) == [("storage.hostPath", "baseline")], rules
+        (violation,) = refused.violations
+        assert (violation.value, violation.source) == (HOST_PATH, "baseline")
+    allowed = _apply(submitted, rules={"storage": {"hostPath": {"allowUnsafe": True}}})
+    assert allowed.violations == []
+    assert _apply({"image": "x"}).violations == []  # nothing unsafe asked for

@@ -189,3 +189,58 @@ def test_explanations_rank_each_projects_queue_by_priority_then_creation() -> No
         "Waiting for quota: needs 2 GPUs; project team-a uses 4 of 4 deserved (limit 4); "
         "3rd in the project's queue",
     )
+
+
+def test_only_the_schedulers_preemption_mark_on_a_waiting_pod_says_preempted() -> None:
+    """A pod the taint manager marks for deletion was not preempted; nor was a pod still
+    running when it was marked (its replacement waits for capacity, plainly)."""
+    capacity = ("InsufficientCapacity", "Waiting for capacity: needs 2 GPUs")
+    tainted = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "DeletionByTaintManager",
+        "message": "Taint manager: deleting due to NoExecute taint",
+    }
+    found = status(
+        m.training("w"), [pending_pod(conditions=[tainted, UNSCHEDULABLE])], waiting=capacity
+    )
+    assert (found.reason, found.message.split(" (")[0]) == capacity
+    marked = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": "project team-a reclaimed 2 GPUs of its deserved quota for workload a1",
+    }
+    leaving = pending_pod("old", conditions=[marked])
+    leaving["spec"]["nodeName"] = "n1"
+    leaving["status"]["phase"] = "Running"
+    found = status(
+        m.training("w"),
+        [leaving, pending_pod("new", conditions=[UNSCHEDULABLE])],
+        waiting=capacity,
+    )
+    assert not found.message.startswith("Preempted"), found.message
+
+
+def test_kueue_admission_checks_hold_a_job_with_quota_reserved() -> None:
+    """Quota reserved but not admitted yet (an admission check pending): Kueue's words; once
+    admitted, Kueue holds nothing back."""
+    reserved = {"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved"}
+    not_admitted = {
+        "type": "Admitted",
+        "status": "False",
+        "reason": "NoReservation",
+        "message": "The workload has not all checks ready",
+    }
+    found = status([*queued_job(), kueue_workload(reserved, not_admitted)], [])
+    assert (found.phase, found.reason) == ("Pending", "WaitingInQueue")
+    assert found.message == "Kueue: The workload has not all checks ready"
+    # Admitted False with no QuotaReserved condition at all: Kueue's words still.
+    found = status([*queued_job(), kueue_workload(not_admitted)], [])
+    assert (found.reason, found.message) == (
+        "WaitingInQueue",
+        "Kueue: The workload has not all checks ready",
+    )
+    admitted = {"type": "Admitted", "status": "True", "reason": "Admitted"}
+    found = status([*queued_job(), kueue_workload(reserved, admitted)], [])
+    assert not found.message.startswith("Kueue"), found.message
