@@ -29,7 +29,7 @@ _WIDE = Context(Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def is_quantity(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= 64 and _QUANTITY_RE.match(value) is not None
+    return isinstance(value, str) and len(value) <= 64 and _QUANTITY_RE.fullmatch(value) is not None
 
 
 def quantity_value(value: object) -> Decimal:
@@ -61,7 +61,7 @@ def _parse(value: str) -> Decimal:
     # Each submission checks its quantities several times (spec model, policy, rendering), and
     # the same few values recur across submissions; parsing is the slow part. (A ValueError is
     # not cached.) Only strings get here: anything else is not hashable, or not a quantity.
-    match = _QUANTITY_RE.match(value) if len(value) <= 64 else None
+    match = _QUANTITY_RE.fullmatch(value) if len(value) <= 64 else None
     if match is None:
         raise ValueError(f"{value!r} is not a Kubernetes quantity {EXAMPLES}")
     number, exponent, suffix = match.groups()

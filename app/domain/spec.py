@@ -112,7 +112,7 @@ class EnvironmentVariable(SpecModel):
 
     @model_validator(mode="after")
     def _valid_name(self) -> EnvironmentVariable:
-        if not ENV_NAME_RE.match(self.name):
+        if not ENV_NAME_RE.fullmatch(self.name):
             raise ValueError(
                 f"environment variable name {self.name!r} is invalid: use letters, digits, "
                 "'_', '-' and '.', not starting with a digit"

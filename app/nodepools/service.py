@@ -5,16 +5,25 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import StringConstraints, TypeAdapter
+from pydantic import AfterValidator, TypeAdapter
 
 from app.db import Conn
 from app.nodepools import repository, schemas
 from app.nodepools.repository import NodePoolRow
+from app.rendering.syntax import label_value_problem
 from app.schemas import PageParams, decode_cursor, encode_cursor
 from app.sql import page
 
-# A page's cursor: the last node pool's name (a label value: at most 63 characters).
-POOL = TypeAdapter(tuple[Annotated[str, StringConstraints(strict=True, max_length=63)]])
+
+def _label_value(value: str) -> str:
+    problem = label_value_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# A page's cursor: the last node pool's name, a label value.
+POOL = TypeAdapter(tuple[Annotated[str, AfterValidator(_label_value)]])
 
 
 def to_read(row: NodePoolRow) -> schemas.NodePool:

@@ -51,11 +51,15 @@ NodePool = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 Scheduler = Literal["none", "kai", "kueue"]
 
 
+# abs(): JSON's -0.0 passes ge=0, and is stored as 0.
 GpuAmount = Annotated[
     Decimal,
     Field(ge=0, le=1_000_000, max_digits=12, decimal_places=3, examples=[4, 0.5]),
+    AfterValidator(abs),
 ]
-Weight = Annotated[Decimal, Field(ge=0, le=1000, max_digits=7, decimal_places=3)]
+Weight = Annotated[
+    Decimal, Field(ge=0, le=1000, max_digits=7, decimal_places=3), AfterValidator(abs)
+]
 _WEIGHT = Field(
     default=1,
     validate_default=True,

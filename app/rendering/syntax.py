@@ -40,7 +40,7 @@ def dns1123_label_problem(value: str, max_len: int = DNS1123_LABEL_MAX) -> str |
         return "must not be empty"
     if len(value) > max_len:
         return f"must be no more than {max_len} characters"
-    if not _DNS1123_LABEL.match(value):
+    if not _DNS1123_LABEL.fullmatch(value):
         return (
             "must consist of lower case alphanumeric characters or '-', and must start and end "
             "with an alphanumeric character (a DNS-1123 label)"
@@ -53,7 +53,7 @@ def dns1035_label_problem(value: str, max_len: int = DNS1123_LABEL_MAX) -> str |
         return "must not be empty"
     if len(value) > max_len:
         return f"must be no more than {max_len} characters"
-    if not _DNS1035_LABEL.match(value):
+    if not _DNS1035_LABEL.fullmatch(value):
         return (
             "must consist of lower case alphanumeric characters or '-', start with an alphabetic "
             "character, and end with an alphanumeric character (a DNS-1035 label)"
@@ -66,7 +66,7 @@ def dns1123_subdomain_problem(value: str) -> str | None:
         return "must not be empty"
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         return f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
-    if not _DNS1123_SUBDOMAIN.match(value):
+    if not _DNS1123_SUBDOMAIN.fullmatch(value):
         return (
             "must consist of lower case alphanumeric characters, '-' or '.', and must start and "
             "end with an alphanumeric character (a DNS-1123 subdomain)"
@@ -91,7 +91,7 @@ def qualified_name_problem(key: str) -> str | None:
         return "name part must not be empty"
     if len(name) > QUALIFIED_NAME_MAX:
         return f"name part must be no more than {QUALIFIED_NAME_MAX} characters"
-    if not _QUALIFIED_NAME.match(name):
+    if not _QUALIFIED_NAME.fullmatch(name):
         return (
             "name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
             "and end with an alphanumeric character"
@@ -104,7 +104,7 @@ def label_value_problem(value: object) -> str | None:
         return "must be a string"
     if len(value) > LABEL_VALUE_MAX:
         return f"must be no more than {LABEL_VALUE_MAX} characters"
-    if not _LABEL_VALUE.match(value):
+    if not _LABEL_VALUE.fullmatch(value):
         return (
             "must be empty or consist of alphanumeric characters, '-', '_' or '.', and must "
             "start and end with an alphanumeric character"
@@ -116,7 +116,7 @@ def port_name_problem(value: str) -> str | None:
     """An IANA service name (``IsValidPortName``): what container and Service ports are named."""
     if not value or len(value) > 15:
         return "must be 1 to 15 characters"
-    if not _IANA_SVC_NAME.match(value):
+    if not _IANA_SVC_NAME.fullmatch(value):
         return "must contain only lower case alphanumeric characters and '-'"
     if not any(c.isalpha() for c in value):
         return "must contain at least one letter"
@@ -126,7 +126,7 @@ def port_name_problem(value: str) -> str | None:
 
 
 def env_name_problem(value: str) -> str | None:
-    if not value or not _ENV_NAME.match(value):
+    if not value or not _ENV_NAME.fullmatch(value):
         return (
             "must consist of alphabetic characters, digits, '_', '-', or '.', and must not "
             "start with a digit"

@@ -85,3 +85,26 @@ def test_quota_lowered_below_what_is_asked_is_allowed(client: TestClient) -> Non
     assert r.json()["quota"]["gpu"]["deserved"] == 1
     r = client.patch("/api/v1/projects/team-a", json={"quota": None})
     assert r.json()["quota"] == {"gpu": None, "cpu": None, "memory": None}
+
+
+def test_negative_zero_is_stored_as_zero(client: TestClient, engine: Any) -> None:
+    """JSON's -0.0 is not below 0, and is kept as 0 (not "-0.0", which no quantity reads)."""
+    from sqlalchemy import text
+
+    quota = {"gpu": {"deserved": -0.0, "overQuotaWeight": -0.0}}
+    r = client.post("/api/v1/projects", json={"name": "team-a", "quota": quota})
+    assert r.status_code == 201, r.text
+    assert r.json()["quota"]["gpu"] == {"deserved": 0, "limit": None, "overQuotaWeight": 0}
+    with engine.connect() as conn:
+        stored = conn.scalar(text("SELECT quota FROM projects WHERE name = 'team-a'"))
+    assert not any(str(v).startswith("-") for v in stored["gpu"].values()), stored
+
+
+def test_a_node_pool_cursor_holds_a_label_value(client: TestClient) -> None:
+    import base64
+    import json
+
+    for name in ("a\x00b", "a\n", "x" * 64):
+        cursor = base64.urlsafe_b64encode(json.dumps([name]).encode()).decode().rstrip("=")
+        r = client.get("/api/v1/nodepools", params={"cursor": cursor})
+        assert refused(r) == {"cursor": "invalid cursor; use the `next` of a page"}, name

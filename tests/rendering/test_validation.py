@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.rendering import render, validation
+from app.domain.quantity import is_quantity
+from app.rendering import render, syntax, validation
 from app.rendering.validation import validate_manifest
 from tests.rendering.cases import IMAGE, ctx
 
@@ -247,3 +248,20 @@ def test_validation_is_fast_once_loaded() -> None:
             validate_manifest(obj)
     per_object = (time.perf_counter() - start) / (20 * 8)
     assert per_object < 0.05  # generous: a few ms is typical
+
+
+def test_a_trailing_newline_is_not_part_of_any_name_label_or_quantity() -> None:
+    """Python's ``$`` matches before a final newline; Kubernetes' validation does not."""
+    for check in (
+        syntax.label_value_problem,
+        syntax.dns1123_label_problem,
+        syntax.dns1123_subdomain_problem,
+        syntax.dns1035_label_problem,
+    ):
+        assert check("a") is None, check
+        assert check("a\n") is not None, check
+    assert is_quantity("1Gi")
+    assert not is_quantity("1Gi\n")
+    job = copy.deepcopy(JOB)
+    job["metadata"]["labels"]["team"] = "a\n"
+    assert validate_manifest(job)
