@@ -46,6 +46,19 @@ def advisory_locks(engine: Engine) -> int:
     return held
 
 
+def lock_waits(engine: Engine) -> list[tuple[str, str]]:
+    """What the database's sessions wait for (to tell a blocked start from a dead one)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT coalesce(wait_event_type || ':' || wait_event, state), left(query, 120)"
+                " FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            )
+        )
+        return [(str(a), str(b)) for a, b in rows]
+
+
 def wait_until(condition: object, *, seconds: float, what: str) -> None:
     assert callable(condition)
     deadline = time.monotonic() + seconds
@@ -77,12 +90,17 @@ def test_sigterm_finishes_the_request_in_flight_and_releases_the_lock(
     try:
 
         def healthy() -> bool:
+            # Said at once if the server is gone (with how it ended), not after the wait.
+            assert proc.poll() is None, f"runplane serve exited with {proc.returncode}"
             try:
                 return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, seconds=60, what="runplane serve to answer")
+        try:
+            wait_until(healthy, seconds=60, what="runplane serve to answer")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; sessions waiting: {lock_waits(engine)}") from None
         wait_until(lambda: advisory_locks(engine) == 1, seconds=20, what="the reconciler lock")
         r = httpx.post(f"{base}/api/v1/projects", json={"name": "team-a"}, headers=AUTH)
         assert r.status_code == 201, r.text
