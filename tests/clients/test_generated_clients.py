@@ -46,13 +46,19 @@ def run(
 
 @pytest.fixture
 def importable(tmp_path: Path) -> Iterator[Path]:
-    """A directory whose packages the test may import; forgotten afterwards."""
+    """A directory whose packages the test may import; forgotten afterwards. Only its own
+    modules are forgotten: a library first imported meanwhile (an httpcore backend, say) stays,
+    as other code of this process already holds its classes (httpx maps httpcore's exceptions
+    by class, and a second copy of the module would escape that map)."""
     before = set(sys.modules)
     sys.path.insert(0, str(tmp_path))
     yield tmp_path
     sys.path.remove(str(tmp_path))
     for name in set(sys.modules) - before:
-        del sys.modules[name]
+        module = sys.modules[name]
+        where = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or ())]
+        if any(str(w).startswith(str(tmp_path)) for w in where if w):
+            del sys.modules[name]
 
 
 def openapi_generator(generators: Generators, generator: str, out: Path, *extra: str) -> str:
