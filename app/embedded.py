@@ -49,6 +49,9 @@ def start(data_dir: Path, *, keep_running: bool = False) -> str:
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "postgres"
+    # The wheel makes this directory outside its lock, and fails if it appeared meanwhile: two
+    # processes starting the server at once (make test's workers, on a fresh clone) race there.
+    pgdata.mkdir(exist_ok=True)
     with _signals_held():
         server = get_server(pgdata, cleanup_mode=None if keep_running else "stop")
         users = Users(server.global_process_id_list.path)

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
@@ -112,5 +113,7 @@ class PrivatePostgres:
                 pass
         try:
             self.handle.cleanup()
+        except psutil.NoSuchProcess:
+            pass  # the server it meant to stop exited meanwhile (the fast stop above)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
