@@ -69,7 +69,12 @@ class Launcher:
     def __call__(self, argv: Sequence[str], *, name: str) -> subprocess.Popen[bytes]:
         log = (self.tmp_path / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            list(argv), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            list(argv),
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_signals,
         )
         self.started.append((proc, log))
         return proc
@@ -90,6 +95,13 @@ class Launcher:
         for postmaster in postmasters(pgdata):
             postmaster.send_signal(signal.SIGQUIT)
         wait_stopped(pgdata, seconds=30)
+
+
+def _default_signals() -> None:
+    """In the child, before exec: the stop signals as a terminal's job gets them. A signal this
+    test process ignores (an xdist worker may) would be ignored by the child too."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def embedded_env(**extra: str) -> dict[str, str]:

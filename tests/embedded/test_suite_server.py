@@ -83,6 +83,9 @@ def test_the_server_stops_when_the_run_is_interrupted(
     try:
         wait_stopped(pgdata, seconds=STOP_SECONDS, since=sent)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{launcher.log('pytest')[-3000:]}") from None
+        raise AssertionError(
+            f"{exc} (this process's SIGINT: {signal.getsignal(signal.SIGINT)})\n"
+            f"{launcher.log('pytest')[-3000:]}"
+        ) from None
     assert registered(pgdata) == set()
     assert run.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
