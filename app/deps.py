@@ -7,7 +7,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPBearer
 
 from app import storable
 from app.audit.recorder import AuditRecord, committed, record_of, set_principal, stage
@@ -87,11 +88,46 @@ def after_commit(request: Request, callback: Callable[[], None]) -> None:
 TxDep = Annotated[Conn, Depends(get_transaction, scope="function")]
 
 
-async def get_principal(request: Request) -> Principal:
-    """Authenticate the bearer credential (401), then apply the caller's rate limit (429).
+class Authorize(HTTPBearer):
+    """The one security dependency of every API route, in one step (each dependency FastAPI
+    solves per request costs more than the work of these checks):
 
-    No thread hop and, once a token is known to this process, no database round trip
-    (app.auth.authn)."""
+    1. authenticate the bearer credential (401): no thread hop and, once a token is known to
+       this process, no database round trip (app.auth.authn);
+    2. apply the caller's rate limit (429);
+    3. the route-level access decision (app.auth.access: 404 out of scope, 403 too small a
+       role); routers finish body and resource checks;
+    4. refuse a path or query parameter, or a value anywhere in a JSON body, that cannot be
+       stored (422; app.storable), before any endpoint reads the request.
+
+    As an ``HTTPBearer`` it also declares the ``bearerAuth`` scheme on every operation, so that
+    generated clients send the header and /docs has an Authorize button.
+    """
+
+    async def __call__(self, request: Request) -> access.Access:  # type: ignore[override]
+        principal = await _authenticate(request)
+        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+        if limiter is not None:
+            limiter.check(principal.id)
+        decision = access.check_route(
+            principal,
+            method=request.method,
+            template=route_template(request.scope),
+            path_params=request.path_params,
+        )
+        await _refuse_unstorable(request)
+        return access.Access(principal, decision)
+
+
+AUTHORIZE = Authorize(
+    scheme_name="bearerAuth",
+    description="An API token (`rp_...`), the bootstrap admin token, or an OIDC JWT.",
+    auto_error=False,
+)
+AccessDep = Annotated[access.Access, Security(AUTHORIZE)]
+
+
+async def _authenticate(request: Request) -> Principal:
     try:
         principal = await authenticate(
             bearer(request.headers.get("authorization")),
@@ -104,33 +140,10 @@ async def get_principal(request: Request) -> Principal:
         set_principal(request.scope, exc.principal, accepted=False)
         raise
     set_principal(request.scope, principal)
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None:
-        limiter.check(principal.id)
     return principal
 
 
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-
-
-async def authorize(request: Request, principal: CurrentPrincipal) -> access.Access:
-    """The route-level decision (app.auth.access); routers finish body and resource checks."""
-    decision = access.check_route(
-        principal,
-        method=request.method,
-        template=route_template(request.scope),
-        path_params=request.path_params,
-    )
-    return access.Access(principal, decision)
-
-
-AccessDep = Annotated[access.Access, Depends(authorize)]
-
-
-async def storable_input(request: Request) -> None:
-    """422 for a path or query parameter, or a value anywhere in a JSON body, that cannot be
-    stored (app.storable): one check for every route, before any other dependency or the
-    endpoint reads the request, so that none of them meets such a value."""
+async def _refuse_unstorable(request: Request) -> None:
     found = [
         {"field": name, "message": problem}
         for name, value in (*request.path_params.items(), *request.query_params.multi_items())
@@ -151,6 +164,13 @@ async def storable_input(request: Request) -> None:
         raise ValidationFailed(
             "The request holds values that cannot be stored; see `errors`.", errors=found
         )
+
+
+async def get_principal(access: AccessDep) -> Principal:
+    return access.principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
 async def get_audit_record(request: Request) -> AuditRecord:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi import APIRouter, FastAPI, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,11 +23,11 @@ from app.auth.ratelimit import RateLimiter
 from app.auth.router import router as tokens_router
 from app.config import Settings, get_settings
 from app.db import Database
-from app.deps import authorize, storable_input
+from app.deps import AUTHORIZE
 from app.errors import PROBLEM_JSON
 from app.nodepools.router import router as nodepools_router
 from app.observability import RequestContextMiddleware
-from app.openapi import BEARER, responses
+from app.openapi import responses
 from app.policies.router import explain_router
 from app.policies.router import router as policies_router
 from app.problems import install_error_handlers, problem_response
@@ -119,9 +119,9 @@ def create_app(
     if settings.rate_limit_per_minute:
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
 
-    # authorize() authenticates first (401), rate-limits (429), then applies the route's
-    # access decision (404 out of scope, 403 too small a role); see app.auth.access. Then
-    # storable_input() refuses what no model, engine or table may meet (422; app.storable).
+    # AUTHORIZE authenticates (401), rate-limits (429), applies the route's access decision
+    # (404 out of scope, 403 too small a role) and refuses what no model, engine or table may
+    # meet (422), in one dependency (app.deps.Authorize).
     # Each router is included directly, busiest first: FastAPI matches a request against the
     # routes of every included router in turn, and again inside the one selected, so nesting
     # the API under one more router would scan them all a third time.
@@ -137,7 +137,7 @@ def create_app(
         app.include_router(
             router,
             prefix=API_PREFIX,
-            dependencies=[Security(BEARER), Depends(authorize), Depends(storable_input)],
+            dependencies=[Security(AUTHORIZE)],
             responses={**responses(401, 403, 422), **TOO_MANY_REQUESTS, **INFRASTRUCTURE},
         )
     app.include_router(_ops_router())

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.security import HTTPBearer
 
 from app.errors import PROBLEM_JSON
 from app.schemas import Problem
@@ -35,16 +34,6 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         }
         for code in codes
     }
-
-
-# Every /api/v1 operation declares it (a router dependency that only documents: the token is
-# checked by app.deps.get_principal), so that generated clients send the header and /docs has
-# an Authorize button; health, readiness and metrics need none.
-BEARER = HTTPBearer(
-    scheme_name="bearerAuth",
-    description="An API token (`rp_...`), the bootstrap admin token, or an OIDC JWT.",
-    auto_error=False,
-)
 
 
 def links(parameter: str, source: str, *operation_ids: str) -> dict[str, Any]:
