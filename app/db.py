@@ -24,7 +24,8 @@ Conn = psycopg.AsyncConnection[Any]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# orjson is several times faster than json for the specs and manifests we store and read.
+# orjson is several times faster than json for the specs and manifests we store and read, and
+# writes dataclasses and UUIDs as they are (no dataclasses.asdict, which deep-copies each UUID).
 set_json_dumps(orjson.dumps)
 set_json_loads(orjson.loads)
 

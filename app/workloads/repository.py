@@ -130,7 +130,7 @@ _INSERT_EVENTS = _events_insert(source=JSON_ROWS, record=JSON_ROW, time="now()")
 
 async def insert_events(conn: Conn, events: Sequence[Event]) -> None:
     if events:
-        await conn.execute(_INSERT_EVENTS, {"rows": Jsonb([asdict(e) for e in events])})
+        await conn.execute(_INSERT_EVENTS, {"rows": Jsonb(list(events))})
 
 
 # --- submissions: a batch stored with one statement -----------------------------------------------
@@ -184,7 +184,7 @@ async def store_submissions(
     """Store a batch: per workload id, whether its target was still fresh, and its creation
     time if it was stored (None: the name is taken)."""
     items = [
-        {"id": s.row["id"], "key": s.key, "row": s.row, "event": asdict(s.event), "audit": s.audit}
+        {"id": s.row["id"], "key": s.key, "row": s.row, "event": s.event, "audit": s.audit}
         for s in batch
     ]
     cursor = await conn.execute(_STORE, {"batch": Jsonb(items)})
