@@ -11,6 +11,11 @@ when the last registered process exits. A process that dies without running its 
 (SIGKILL, a crash) stays registered, and would keep that server up through every later run; so
 here a registration counts only while its process lives (same pid, same start time: pids are
 reused). Exiting through atexit on SIGTERM and SIGHUP is the commands' part (``app/cli.py``).
+
+A start time is taken as the kernel counts it, since boot (Linux), not as a date: the date of
+boot that turns one into the other moves whenever the wall clock is stepped, as a virtual
+machine's is after a pause, and then every other user of the server looked gone, so the next
+process to exit stopped the server under them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,9 +39,8 @@ log = logging.getLogger("runplane.embedded")
 
 _servers: dict[Path, Any] = {}
 
-# A process's start time as psutil reads it moves with the boot time the kernel reports, which
-# a clock step shifts; a pid reused within this margin of the first process's start is not a
-# real risk.
+# Where start times are dates (not Linux), a clock step shifts them; a pid reused within this
+# margin of the first process's start is not a real risk.
 _START_TIME_MARGIN = 1.0
 
 
@@ -95,7 +100,7 @@ class Users(DiskList):
         entries = []
         for pid in values:
             try:
-                started = known.get(pid) or psutil.Process(pid).create_time()
+                started = known.get(pid) or started_at(pid)
             except psutil.NoSuchProcess:
                 continue
             entries.append([pid, started])
@@ -119,11 +124,24 @@ def _alive(pid: int, started: float | None) -> bool:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        return started is None or abs(process.create_time() - started) <= _START_TIME_MARGIN
+        return started is None or abs(started_at(pid) - started) <= _START_TIME_MARGIN
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
         return True
+
+
+def started_at(pid: int) -> float:
+    """When the process started: seconds since boot on Linux (the kernel's count, which no
+    clock step moves), else psutil's date; :class:`psutil.NoSuchProcess` if it does not run."""
+    if not sys.platform.startswith("linux"):
+        return psutil.Process(pid).create_time()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        raise psutil.NoSuchProcess(pid) from None
+    # Field 22, starttime, in clock ticks; counted after the command name, which may hold ")".
+    return int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
