@@ -220,6 +220,8 @@ class Informer:
             else:
                 return
             self.resource_version = version or self.resource_version
+        if old is None and kind == "DELETED":
+            return  # never kept (e.g. left out by ``keep``): nothing changes for the reader
         self._on_change(old, None if kind == "DELETED" else obj)
 
 

@@ -82,6 +82,10 @@ CLUSTER_KINDS: Final[tuple[Kind, ...]] = (kinds.NODE, kinds.KUEUE_WORKLOAD)
 # And the cluster's events about those objects and pods, watched once the objects are cached
 # (events carry no labels: the informer keeps the namespaces Runplane's objects are in).
 WATCHED_KINDS: Final[tuple[Kind, ...]] = (*OBSERVED_KINDS, *CLUSTER_KINDS, kinds.EVENT)
+# Each watch holds a connection for as long as it lasts; the rest serve applies, lists and log
+# streams. (The client's default is five per CPU: on two, fewer than the watches, and urllib3
+# then drops and reopens connections, with a warning each time.)
+CONNECTION_POOL_SIZE: Final = len(WATCHED_KINDS) + 8
 
 # Server-side apply needs "patch", and also "create" when the object does not exist yet (the API
 # server authorizes that create separately). observe() needs "list" and "watch" (never "get");
@@ -976,7 +980,7 @@ def environment_client(*, kubeconfig: str | None = None, context: str | None = N
     """The service account's in-cluster config inside a pod, else kubeconfig (an explicit
     ``kubeconfig`` or ``context`` first). Raises :class:`ClusterError` when there is neither."""
     if kubeconfig is None and context is None:
-        configuration = Configuration()
+        configuration = sized(Configuration())
         try:
             # Refreshes the projected service-account token, which expires.
             load_incluster_config(  # type: ignore[no-untyped-call]
@@ -988,11 +992,19 @@ def environment_client(*, kubeconfig: str | None = None, context: str | None = N
     return _kubeconfig_client(kubeconfig, context)
 
 
+def sized(configuration: Configuration) -> Configuration:
+    """``configuration`` with a connection pool large enough for every watch at once."""
+    configuration.connection_pool_maxsize = max(
+        configuration.connection_pool_maxsize, CONNECTION_POOL_SIZE
+    )
+    return configuration
+
+
 def _kubeconfig_client(kubeconfig: str | None, context: str | None) -> ApiClient:
     # Read KUBECONFIG now: the client's default was fixed when it was imported. Like kubectl's,
     # it may list several files (merged).
     path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-    configuration = Configuration()
+    configuration = sized(Configuration())
     try:
         # persist_config=False: never write refreshed credentials back into the user's file.
         load_kube_config(  # type: ignore[no-untyped-call]

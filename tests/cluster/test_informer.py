@@ -190,3 +190,24 @@ def test_an_event_of_an_unknown_type_changes_nothing() -> None:
     informer = run(server)
     assert [o["metadata"]["resourceVersion"] for o in informer.snapshot()] == ["1"]
     assert server.changes == [(None, "1")]
+
+
+def test_the_deletion_of_an_object_it_never_kept_changes_nothing() -> None:
+    """E.g. a Kubernetes event in a namespace the ``keep`` filter leaves out, deleted when its
+    TTL ends: nothing to report, and the watch goes on (it used to fail and start again)."""
+    server = Server()
+    server.lists = [([obj("a", "1", ns="mine")], "10")]
+    server.watches = [
+        (
+            [
+                {"type": "DELETED", "object": obj("elsewhere", "11", ns="theirs")},
+                {"type": "DELETED", "object": obj("never-seen", "12", ns="mine")},
+                {"type": "MODIFIED", "object": obj("a", "13", ns="mine")},
+            ],
+            None,
+        ),
+    ]
+    informer = run(server, keep=lambda o: o["ns"] == "mine")
+    assert server.changes[:2] == [(None, "1"), ("1", "13")]
+    assert server.watched_from[:2] == ["10", "13"]  # one watch, resumed: no failure between
+    assert informer.lists == 1

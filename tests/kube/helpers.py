@@ -333,7 +333,9 @@ class TcpProxy:
         """A client for the admin user that goes through this proxy."""
         from kubernetes import config
 
-        configuration = Configuration()
+        from app.cluster.kubernetes import sized
+
+        configuration = sized(Configuration())
         config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=str(kubeconfig), client_configuration=configuration
         )

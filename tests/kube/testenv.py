@@ -556,10 +556,12 @@ class ControlPlane:
 
     def api_client(self) -> Any:
         """A new ``kubernetes.client.ApiClient`` for the admin user (close it when done)."""
-        from kubernetes import config
+        from kubernetes import client, config
+
+        from app.cluster.kubernetes import sized
 
         return config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.kubeconfig)
+            config_file=str(self.kubeconfig), client_configuration=sized(client.Configuration())
         )
 
     def restart_apiserver(self, down_seconds: float = 0.0) -> None:
