@@ -2,7 +2,7 @@
 text without U+0000 (PostgreSQL's text and jsonb refuse it) or unpaired UTF-16 surrogates (not
 Unicode: UTF-8, orjson and PostgreSQL refuse them), numbers finite (JSON has no NaN or Infinity,
 yet Python's parser reads ``NaN``, ``Infinity`` and ``1e309``). Pure: checked once for a whole
-request (``app.deps.storable_input``), so that no model, engine or repository meets them.
+request (``app.deps.Authorize``), so that no model, engine or repository meets them.
 """
 
 from __future__ import annotations
