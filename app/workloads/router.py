@@ -217,20 +217,21 @@ _SSE_DESCRIPTION = (
 )
 
 
-# One Server-Sent Event, as OpenAPI 3.2 describes a stream's items.
-SSE_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "event": {"type": "string", "enum": ["workload"]},
-        "id": {"type": "string", "description": "When it was written: resume after it."},
-        "retry": {"type": "integer"},
-        "data": {
-            "type": "string",
-            "contentMediaType": JSON,
-            "contentSchema": {"$ref": "#/components/schemas/Workload"},
+def _sse_event_schema(*events: str) -> dict[str, Any]:
+    """One Server-Sent Event, as OpenAPI 3.2 describes a stream's items."""
+    return {
+        "type": "object",
+        "properties": {
+            "event": {"type": "string", "enum": list(events)},
+            "id": {"type": "string", "description": "When it was written: resume after it."},
+            "retry": {"type": "integer"},
+            "data": {
+                "type": "string",
+                "contentMediaType": JSON,
+                "contentSchema": {"$ref": "#/components/schemas/Workload"},
+            },
         },
-    },
-}
+    }
 
 
 def _events(stream: Any) -> StreamingResponse:
@@ -245,8 +246,11 @@ def _events(stream: Any) -> StreamingResponse:
         200: {
             "model": schemas.WorkloadPage,
             "description": "A page of workloads; with `watch=true`, a stream of their changes "
-            "(the first page first, or what changed since `Last-Event-ID`). " + _SSE_DESCRIPTION,
-            "content": {EVENT_STREAM: {"schema": SSE_EVENT_SCHEMA}},
+            "(the first page first, or what changed since `Last-Event-ID`). "
+            + _SSE_DESCRIPTION
+            + " `event: removed`, the workload as it reads now, when one the stream sent no "
+            "longer matches the filters (another phase, deleted).",
+            "content": {EVENT_STREAM: {"schema": _sse_event_schema("workload", "removed")}},
         }
     },
 )
@@ -450,7 +454,7 @@ async def get_workload_logs(
         200: {
             "description": "The workload now (unless `Last-Event-ID` is its latest), then on "
             "every change. " + _SSE_DESCRIPTION,
-            "content": {EVENT_STREAM: {"schema": SSE_EVENT_SCHEMA}},
+            "content": {EVENT_STREAM: {"schema": _sse_event_schema("workload")}},
         },
         **responses(404),
     },

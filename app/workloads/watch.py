@@ -1,7 +1,10 @@
 """Server-Sent Events of workloads (``GET /workloads/{id}/watch``, ``GET /workloads?watch=true``).
 
 Each event is ``event: workload`` with the workload as ``GET /workloads/{id}`` reads it, and as
-``id`` the time it was written (microseconds since the epoch). A comment line every
+``id`` the time it was written (microseconds since the epoch). A list watch says when a workload
+it has sent leaves its filters (another phase, deleted): ``event: removed`` with the workload as
+it reads now, as a Kubernetes watch with a selector sends DELETED; the stream forgets it then, and
+sends it again as ``workload`` if it comes back. A comment line every
 ``heartbeat`` seconds keeps proxies from closing an idle stream. A client that reconnects with
 ``Last-Event-ID`` gets what changed since (a single workload: its state, if it changed; a list:
 every matching workload written since, :data:`RESUME_SLACK` earlier, as transactions commit in
@@ -29,8 +32,8 @@ RETRY_MILLISECONDS = 3000
 HEARTBEAT = b": heartbeat\n\n"
 
 
-def _event(change: Change) -> bytes:
-    return b"id: " + change.id.encode() + b"\nevent: workload\ndata: " + change.json + b"\n\n"
+def _event(change: Change, kind: bytes = b"workload") -> bytes:
+    return b"id: " + change.id.encode() + b"\nevent: " + kind + b"\ndata: " + change.json + b"\n\n"
 
 
 def _change(row: WorkloadRow) -> Change:
@@ -44,18 +47,37 @@ async def _stream(
     catch_up: Callable[[], Awaitable[Sequence[WorkloadRow]]],
     heartbeat: float,
     timeout: float | None,
+    sent: dict[uuid.UUID, str] | None = None,
+    filters: ListFilter | None = None,
+    reread: Callable[[list[uuid.UUID]], Awaitable[Sequence[WorkloadRow]]] | None = None,
 ) -> AsyncIterator[bytes]:
     """Subscribe first, then read what there is: a change in between is sent twice (harmless,
-    each event is a whole state), never lost."""
+    each event is a whole state), never lost. ``sent`` holds the last event id sent of each
+    workload; with ``filters`` (a list), a sent workload that no longer matches is ``removed``,
+    found after a gap by ``reread`` (the sent workloads as they read now)."""
     await feed.subscribe(watcher)
-    sent: dict[uuid.UUID, str] = {}  # the last event id sent of each workload
+    sent = {} if sent is None else sent
+    started = False
+
+    def removed(row: WorkloadRow) -> bytes | None:
+        if filters is None or filters.wants(row) or sent.pop(row.id, None) is None:
+            return None
+        return _event(_change(row), b"removed")
 
     async def fresh() -> AsyncIterator[bytes]:
-        for row in await catch_up():
+        nonlocal started
+        rows = await catch_up()
+        for row in rows:
             change = _change(row)
             if sent.get(row.id) != change.id:
                 sent[row.id] = change.id
                 yield _event(change)
+        if started and reread is not None:  # after a gap: which sent ones left meanwhile
+            listed = {row.id for row in rows}
+            for row in await reread([i for i in sent if i not in listed]):
+                if (event := removed(row)) is not None:
+                    yield event
+        started = True
 
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -78,7 +100,11 @@ async def _stream(
             if message is None:  # changes may have been missed: read afresh
                 async for chunk in fresh():
                     yield chunk
-            elif sent.get(message.row.id) != message.id:
+            elif (event := removed(message.row)) is not None:
+                yield event
+            elif (filters is None or filters.wants(message.row)) and sent.get(
+                message.row.id
+            ) != message.id:
                 sent[message.row.id] = message.id
                 yield _event(message)
     finally:
@@ -143,13 +169,28 @@ def watch_list(
             seen["at"] = max(r.updated_at for r in rows)
         return rows
 
+    sent: dict[uuid.UUID, str] = {}
+
     def wants(row: WorkloadRow) -> bool:
         if filters.wants(row):
             if seen["at"] is None or row.updated_at > seen["at"]:
                 seen["at"] = row.updated_at
             return True
-        return False
+        return row.id in sent  # it leaves the list: the stream says so
+
+    async def reread(ids: list[uuid.UUID]) -> Sequence[WorkloadRow]:
+        if not ids:
+            return []
+        async with db.connection() as conn:
+            return await repository.get_many(conn, ids)
 
     return _stream(
-        feed, Watcher(wants=wants), catch_up=catch_up, heartbeat=heartbeat, timeout=timeout
+        feed,
+        Watcher(wants=wants),
+        catch_up=catch_up,
+        heartbeat=heartbeat,
+        timeout=timeout,
+        sent=sent,
+        filters=filters,
+        reread=reread,
     )

@@ -246,11 +246,13 @@ def test_a_followed_log_streams_until_the_container_ends(logged: World) -> None:
 
 
 def _sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Each event of a Server-Sent Events stream: its id and the workload it carries."""
+    """Each event of a Server-Sent Events stream: its id, type and the workload it carries."""
     event: dict[str, Any] = {}
     for line in lines:
         if line.startswith("id: "):
             event["id"] = line[4:]
+        elif line.startswith("event: "):
+            event["event"] = line[7:]
         elif line.startswith("data: "):
             event["data"] = json.loads(line[6:])
         elif line == "" and "data" in event:
@@ -335,3 +337,62 @@ def test_a_list_watch_starts_with_the_list_and_follows_new_workloads(world: Worl
         "GET", "/api/v1/workloads", params={**params, "timeoutSeconds": 1}, headers=resume
     ) as r:
         assert {e["data"]["id"] for e in _sse(r.iter_lines())} <= {first, second}
+
+
+def test_a_list_watch_says_when_a_workload_leaves_its_filters(world: World) -> None:
+    """A UI that watches the running workloads hears when one completes, and when one is
+    deleted, as a Kubernetes watch with a selector sends DELETED."""
+    done = world.submit("trainings", "done", {"image": "x"})
+    kept = world.submit("interactives", "kept", {"image": "x"})
+    world.phases_until(done, "Running")
+    world.phases_until(kept, "Running")
+    params = {"watch": "true", "phase": "Running", "timeoutSeconds": 30}
+    got: list[tuple[str, str, str]] = []
+    with world.client.stream("GET", "/api/v1/workloads", params=params) as r:
+        events = _sse(r.iter_lines())
+        first = [next(events), next(events)]
+        assert {(e["event"], e["data"]["id"]) for e in first} == {
+            ("workload", done),
+            ("workload", kept),
+        }
+        driver = _drive(world, done, "Completed")
+        try:
+            for event in events:
+                got.append((event["event"], event["data"]["id"], event["data"]["phase"]))
+                if event["event"] == "removed":
+                    break
+        finally:
+            driver.join()
+        assert got[-1] == ("removed", done, "Completed")
+        assert world.client.delete(f"/api/v1/workloads/{kept}").status_code == 202
+        world.cycle(1)
+        event = next(events)
+        assert (event["event"], event["data"]["id"]) == ("removed", kept)
+    assert all(kind == "workload" for kind, _, _ in got[:-1])
+
+
+def test_after_a_gap_a_list_watch_says_which_workloads_left_meanwhile(world: World) -> None:
+    """Changes missed (a watcher fell behind, the listener reconnected): the stream reads the
+    list again, and reports what it had sent that no longer matches."""
+    wid = world.submit("trainings", "gap", {"image": "x"})
+    world.phases_until(wid, "Running")
+    params = {"watch": "true", "phase": "Running", "timeoutSeconds": 30}
+    with world.client.stream("GET", "/api/v1/workloads", params=params) as r:
+        events = _sse(r.iter_lines())
+        assert next(events)["data"]["id"] == wid
+        # As when the feed's listener reconnects: the change's notification never reaches the
+        # watcher, which is then told to read afresh (None).
+        feed = world.client.app.state.changes  # type: ignore[attr-defined]
+        portal = world.client.portal
+        assert portal is not None
+        (watcher,) = feed._lists
+        feed.unsubscribe(watcher)
+        world.phases_until(wid, "Completed")
+        portal.call(feed.subscribe, watcher)
+        portal.call(watcher.offer, None)
+        event = next(events)
+    assert (event["event"], event["data"]["id"], event["data"]["phase"]) == (
+        "removed",
+        wid,
+        "Completed",
+    )
