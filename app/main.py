@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Security
@@ -83,14 +86,17 @@ def create_app(
         thread = None
         if reconcile and settings.database_url:
             thread = _start_reconciler(settings, stop)
+        changes: ChangeFeed | None = getattr(app.state, "changes", None)
+        restore_signals = _end_streams_on_stop(changes) if changes is not None else None
         # Everything loaded so far (schemas, the Kubernetes client's models...) lives as long as
         # the process: keep the cyclic GC from re-scanning it, which paused requests ~100 ms.
         gc.freeze()
         yield
+        if restore_signals is not None:
+            restore_signals()
         stop.set()
         if thread is not None:
             thread.join(timeout=30)
-        changes: ChangeFeed | None = getattr(app.state, "changes", None)
         if changes is not None:
             await changes.close()
         if db is not None:
@@ -155,6 +161,41 @@ def create_app(
     # Outermost: it sees every final status, including the 413s and 500s made above.
     app.add_middleware(AuditMiddleware)
     return app
+
+
+def _end_streams_on_stop(feed: ChangeFeed) -> Callable[[], None]:
+    """On SIGTERM or SIGINT, end the Server-Sent Events streams, then do what was done before
+    (uvicorn's graceful shutdown). uvicorn waits for every open response before it shuts the app
+    down, and a stream never ends by itself: each would hold the process for the whole
+    graceful-shutdown timeout. Returns what puts the previous handlers back.
+
+    Signals are the main thread's: where the app runs elsewhere (tests), nothing is done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def stopping(signum: int, frame: FrameType | None) -> None:
+        handler = previous[signal.Signals(signum)]
+        if handler == signal.SIG_IGN:
+            return
+        loop.call_soon_threadsafe(feed.end_streams)
+        if callable(handler):
+            handler(signum, frame)
+        else:  # the default: die of it
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    for sig in previous:
+        signal.signal(sig, stopping)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is stopping:
+                signal.signal(sig, handler)
+
+    return restore
 
 
 def _start_reconciler(settings: Settings, stop: threading.Event) -> threading.Thread:

@@ -7,7 +7,10 @@ resumes and deletions. :class:`ChangeFeed` holds the one ``LISTEN`` connection o
 gathers the ids notified within :data:`BATCH_SECONDS`, reads those workloads with one query,
 serialises each once, and hands the bytes to every watcher that wants them. A watcher is a
 bounded queue: one that falls behind (or a listener that lost its connection, and with it
-notifications) is told to read afresh instead of piling up memory.
+notifications) is told to read afresh instead of piling up memory. When the process is asked to
+stop, :meth:`ChangeFeed.end_streams` ends every stream at once: a stream never ends by itself,
+and the server would wait for each until its graceful-shutdown timeout (clients reconnect, to
+another process, with ``Last-Event-ID``).
 """
 
 from __future__ import annotations
@@ -58,8 +61,14 @@ class Change:
     json: bytes
 
 
-# What a watcher hears: a change, or None: "you may have missed changes; read afresh".
-Message = Change | None
+class Ending:
+    """What a watcher hears when the process stops: end the stream."""
+
+
+ENDING = Ending()
+
+# What a watcher hears: a change, None ("you may have missed changes; read afresh"), or ENDING.
+Message = Change | Ending | None
 
 
 @dataclass(eq=False)
@@ -72,10 +81,11 @@ class Watcher:
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
-            # Behind: drop what is queued and ask for a fresh read, which supersedes it all.
+            # Behind: drop what is queued and ask for a fresh read (or say the end), which
+            # supersedes it all.
             while not self.queue.empty():
                 self.queue.get_nowait()
-            self.queue.put_nowait(None)
+            self.queue.put_nowait(message if message is ENDING else None)
 
 
 class ChangeFeed:
@@ -88,6 +98,7 @@ class ChangeFeed:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.notifications = 0  # how many it has received (tests, benchmarks)
+        self.ending = False
 
     @property
     def watchers(self) -> int:
@@ -95,6 +106,9 @@ class ChangeFeed:
 
     async def subscribe(self, watcher: Watcher) -> None:
         """Register, once the listener is listening (so that no change after this is lost)."""
+        if self.ending:
+            watcher.offer(ENDING)
+            return
         if watcher.workload_id is not None:
             self._by_workload.setdefault(watcher.workload_id, set()).add(watcher)
         else:
@@ -162,6 +176,11 @@ class ChangeFeed:
             for watcher in self._lists:
                 if watcher.wants(row):
                     watcher.offer(change)
+
+    def end_streams(self) -> None:
+        """End every stream, now and from now on: the process is stopping."""
+        self.ending = True
+        self._broadcast(ENDING)
 
     def _broadcast(self, message: Message) -> None:
         for watchers in self._by_workload.values():

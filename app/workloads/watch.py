@@ -22,7 +22,14 @@ from datetime import timedelta
 
 from app.db import Database
 from app.workloads import repository
-from app.workloads.changes import Change, ChangeFeed, Watcher, event_id, parse_event_id
+from app.workloads.changes import (
+    Change,
+    ChangeFeed,
+    Ending,
+    Watcher,
+    event_id,
+    parse_event_id,
+)
 from app.workloads.repository import ListFilter, WorkloadRow
 from app.workloads.service import to_json
 
@@ -97,6 +104,8 @@ async def _stream(
                 if deadline is None or loop.time() < deadline:
                     yield HEARTBEAT
                 continue
+            if isinstance(message, Ending):
+                return
             if message is None:  # changes may have been missed: read afresh
                 async for chunk in fresh():
                     yield chunk

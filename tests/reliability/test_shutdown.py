@@ -68,32 +68,35 @@ def wait_until(condition: object, *, seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_sigterm_finishes_the_request_in_flight_and_releases_the_lock(
-    engine: Engine, database: str, sql: SqlSession, tmp_path: Path
-) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "RUNPLANE_ADMIN_TOKEN": ADMIN_TOKEN,
-        "RUNPLANE_RECONCILE_INTERVAL": "0.2",
-        "RUNPLANE_LOG_LEVEL": "INFO",
-    }
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [str(RUNPLANE), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+class Serving:
+    """``runplane serve`` on a free port, its output in ``log``."""
 
+    def __init__(self, database: str, tmp_path: Path) -> None:
+        port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": database,
+            "RUNPLANE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "RUNPLANE_RECONCILE_INTERVAL": "0.2",
+            "RUNPLANE_LOG_LEVEL": "INFO",
+        }
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.log = tmp_path / "serve.log"
+        self._out = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [str(RUNPLANE), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_healthy(self, engine: Engine) -> None:
         def healthy() -> bool:
             # Said at once if the server is gone (with how it ended), not after the wait.
-            assert proc.poll() is None, f"runplane serve exited with {proc.returncode}"
+            assert self.proc.poll() is None, f"runplane serve exited with {self.proc.returncode}"
             try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+                return httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
@@ -101,6 +104,23 @@ def test_sigterm_finishes_the_request_in_flight_and_releases_the_lock(
             wait_until(healthy, seconds=60, what="runplane serve to answer")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; sessions waiting: {lock_waits(engine)}") from None
+
+    def close(self) -> str:
+        """Kill it if it still runs; what it wrote."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._out.close()
+        return self.log.read_text()
+
+
+def test_sigterm_finishes_the_request_in_flight_and_releases_the_lock(
+    engine: Engine, database: str, sql: SqlSession, tmp_path: Path
+) -> None:
+    serving = Serving(database, tmp_path)
+    proc, port, base = serving.proc, serving.port, serving.base
+    try:
+        serving.wait_healthy(engine)
         wait_until(lambda: advisory_locks(engine) == 1, seconds=20, what="the reconciler lock")
         r = httpx.post(f"{base}/api/v1/projects", json={"name": "team-a"}, headers=AUTH)
         assert r.status_code == 201, r.text
@@ -134,14 +154,41 @@ def test_sigterm_finishes_the_request_in_flight_and_releases_the_lock(
         # A stop asked for is a clean exit (app/cli.py); the log says the shutdown was graceful.
         assert proc.wait(timeout=40) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        log.close()
-    output = (tmp_path / "serve.log").read_text()
+        output = serving.close()
     assert "Traceback" not in output, output[-3000:]
     assert "Application shutdown complete" in output, output[-3000:]
     assert "timeout graceful shutdown exceeded" not in output
     assert advisory_locks(engine) == 0
     with sql() as s:
         assert s.scalar(select(func.count()).where(Workload.name == "in-flight")) == 1
+
+
+def test_sigterm_ends_the_open_watch_streams_at_once(
+    engine: Engine, database: str, tmp_path: Path
+) -> None:
+    """A stream never ends by itself: without ending them, the graceful shutdown waited its
+    whole timeout (20 s) for every open watch, a web UI's among them."""
+    serving = Serving(database, tmp_path)
+    try:
+        serving.wait_healthy(engine)
+        r = httpx.post(f"{serving.base}/api/v1/projects", json={"name": "team-a"}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        with httpx.Client(base_url=serving.base, headers=AUTH, timeout=30) as client:
+            with (
+                client.stream("GET", "/api/v1/workloads", params={"watch": "true"}) as listing,
+                client.stream("GET", "/api/v1/workloads", params={"watch": "true"}) as other,
+            ):
+                assert listing.status_code == other.status_code == 200
+                lines = listing.iter_lines()
+                assert next(lines).startswith("retry:")
+                asked = time.monotonic()
+                serving.proc.send_signal(signal.SIGTERM)
+                rest = list(lines)  # ends when the server ends the stream
+                assert all(not line.startswith("data:") for line in rest)
+        assert serving.proc.wait(timeout=15) == 0
+        took = time.monotonic() - asked
+    finally:
+        output = serving.close()
+    assert took < 5, f"the shutdown took {took:.1f} s"
+    assert "timeout graceful shutdown exceeded" not in output, output[-3000:]
+    assert "Application shutdown complete" in output, output[-3000:]
