@@ -129,7 +129,10 @@ def main() -> None:
                 env = {**os.environ, "PYTHONPATH": str(tree), "DATABASE_URL": url}
                 env["RUNPLANE_LOG_LEVEL"] = "WARNING"
                 subprocess.run(
-                    [python, "-m", "app.cli", "migrate"], env=env, cwd=tree, check=True,
+                    [python, "-m", "app.cli", "migrate"],
+                    env=env,
+                    cwd=tree,
+                    check=True,
                     capture_output=True,
                 )
                 worker = subprocess.Popen(
@@ -140,13 +143,16 @@ def main() -> None:
                     stdout=subprocess.PIPE,
                     text=True,
                 )
-                assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+                assert worker.stdout is not None
+                if worker.stdout.readline().strip() != "ready":
+                    raise SystemExit(f"{rev}: the worker did not start")
                 workers.append((rev, worker))
             results: dict[tuple[str, str], list[float]] = {}
             for _ in range(args.rounds):
                 for who in ("api", "admin"):
                     for rev, worker in workers:
-                        assert worker.stdin is not None and worker.stdout is not None
+                        assert worker.stdin is not None
+                        assert worker.stdout is not None
                         worker.stdin.write(f"{who} {args.requests}\n")
                         worker.stdin.flush()
                         results.setdefault((rev, who), []).append(float(worker.stdout.readline()))
@@ -158,8 +164,10 @@ def main() -> None:
                 psql(base, f"DROP DATABASE IF EXISTS runplane_ab_{os.getpid()}_{i} WITH (FORCE)")
             subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
     reference = args.revisions[0]
-    print(f"CPU µs per submission, median of {args.rounds} rounds of {args.requests}; ratio to "
-          f"{reference}: median of the rounds' ratios")
+    print(
+        f"CPU µs per submission, median of {args.rounds} rounds of {args.requests}; ratio to "
+        f"{reference}: median of the rounds' ratios"
+    )
     for who in ("api", "admin"):
         for rev in args.revisions:
             own = results[(rev, who)]
