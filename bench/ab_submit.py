@@ -162,7 +162,8 @@ def main() -> None:
                 worker.wait()
             for i in range(len(workers)):
                 psql(base, f"DROP DATABASE IF EXISTS runplane_ab_{os.getpid()}_{i} WITH (FORCE)")
-            subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
+    # The checkouts are gone with the scratch folder: forget them.
+    subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
     reference = args.revisions[0]
     print(
         f"CPU µs per submission, median of {args.rounds} rounds of {args.requests}; ratio to "
