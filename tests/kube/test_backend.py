@@ -231,8 +231,10 @@ def test_reconciler_drives_submissions_to_running_and_completed(
     kube_namespace: str,
     db: BlockingDatabase,
     settings: Settings,
+    request: pytest.FixtureRequest,
 ) -> None:
     backend = KubernetesBackend(api_client=kube_control_plane.api_client(), qps=200, burst=400)
+    request.addfinalizer(backend.close)  # also when the test fails
     reconciler = Reconciler(db=db, backend=backend, pending_timeout=120)
     with TestClient(create_app(settings, reconcile=False), headers=AUTH) as c:
         r = c.post("/api/v1/projects", json={"name": "kube", "namespace": kube_namespace})
@@ -279,4 +281,3 @@ def test_reconciler_drives_submissions_to_running_and_completed(
             return phase_of("serve") == "Deleted"
 
         wait_for("the inference to be deleted", deleted, timeout=90, interval=1)
-    backend.close()

@@ -27,8 +27,10 @@ def test_pods_events_and_urls_on_the_real_control_plane(
     kube_namespace: str,
     db: BlockingDatabase,
     settings: Settings,
+    request: pytest.FixtureRequest,
 ) -> None:
     backend = KubernetesBackend(api_client=kube_control_plane.api_client(), qps=200, burst=400)
+    request.addfinalizer(backend.close)  # also when the test fails
     reconciler = Reconciler(db=db, backend=backend, pending_timeout=300)
     with TestClient(create_app(settings, reconcile=False), headers=AUTH) as c:
         r = c.post("/api/v1/projects", json={"name": "view", "namespace": kube_namespace})
@@ -105,4 +107,3 @@ def test_pods_events_and_urls_on_the_real_control_plane(
 
         wait_for("the failing training to be deleted", deleted, timeout=90, interval=1)
         assert any(e["reason"] == "Failed" for e in cluster_events("bad"))
-    backend.close()
