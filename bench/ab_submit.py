@@ -3,6 +3,8 @@
     DATABASE_URL=postgresql:///postgres?host=/var/run/postgresql \
         .venv/bin/python bench/ab_submit.py HEAD 27e1123 --rounds 15 --requests 800
 
+Without DATABASE_URL, the scratch databases go to the embedded server (bench/common.py).
+
 On a shared machine, throughput measured a minute apart moves by a factor of two (bench_submit.sh
 takes ratios to the raw INSERT rate for that reason, and they move too). This compares revisions
 instead: each gets its own checkout (``git worktree``), scratch database and Python process,
@@ -26,6 +28,12 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import Engine, create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from bench.common import server_url  # noqa: E402
 
 # The worker: one per revision, with that revision's app/ first on sys.path. Commands on stdin
 # ("api N", "admin N"), one line of answer each: CPU microseconds per submission.
@@ -95,14 +103,9 @@ uvloop.run(main(sys.argv[1]))
 """
 
 
-def psql(url: str, statement: str) -> None:
-    subprocess.run(["psql", url, "-qc", statement], check=True, capture_output=True)
-
-
-def database(base: str, name: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(base).set(database=name).render_as_string(hide_password=False)
+def execute(engine: Engine, statement: str) -> None:
+    with engine.connect() as conn:
+        conn.execute(text(statement))
 
 
 def main() -> None:
@@ -111,9 +114,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=800, help="submissions per burst")
     args = parser.parse_args()
-    base = os.environ["DATABASE_URL"].replace("postgresql+psycopg:", "postgresql:")
+    base = server_url()
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
     python = sys.executable
     workers: list[tuple[str, subprocess.Popen[str]]] = []
+    databases: list[str] = []
     with tempfile.TemporaryDirectory(prefix="runplane-ab-") as scratch:
         try:
             for i, rev in enumerate(args.revisions):
@@ -124,8 +129,9 @@ def main() -> None:
                     capture_output=True,
                 )
                 name = f"runplane_ab_{os.getpid()}_{i}"
-                psql(base, f"CREATE DATABASE {name}")
-                url = database(base, name)
+                execute(admin, f"CREATE DATABASE {name}")
+                databases.append(name)
+                url = make_url(base).set(database=name).render_as_string(hide_password=False)
                 env = {**os.environ, "PYTHONPATH": str(tree), "DATABASE_URL": url}
                 env["RUNPLANE_LOG_LEVEL"] = "WARNING"
                 subprocess.run(
@@ -160,8 +166,9 @@ def main() -> None:
             for _, worker in workers:
                 worker.kill()
                 worker.wait()
-            for i in range(len(workers)):
-                psql(base, f"DROP DATABASE IF EXISTS runplane_ab_{os.getpid()}_{i} WITH (FORCE)")
+            for name in databases:
+                execute(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.dispose()
     # The checkouts are gone with the scratch folder: forget them.
     subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
     reference = args.revisions[0]
