@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +37,23 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TABLES = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+
+
+def _informers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("informer ")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_backend_outlives_its_module() -> Iterator[None]:
+    """A Kubernetes backend's watches end with the tests that made it: an unclosed backend keeps
+    a thread per kind retrying its (gone) API server for the rest of the run."""
+    before = _informers()
+    yield
+    deadline = time.monotonic() + 5  # close() ends each stream; its thread then returns
+    while (left := _informers() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    names = sorted(t.name for t in left)
+    assert not left, f"informers still running (a backend was not closed): {names}"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -75,7 +75,11 @@ _made: list[KubernetesBackend] = []
 def make_backend(api: FakeKubeAPI, **options: Any) -> KubernetesBackend:
     options.setdefault("qps", 10_000)
     options.setdefault("burst", 10_000)
-    backend = KubernetesBackend(api_client=api.api_client(), **options)
+    return tracked(KubernetesBackend(api_client=api.api_client(), **options))
+
+
+def tracked(backend: KubernetesBackend) -> KubernetesBackend:
+    """``backend``, closed when the test ends (passed or failed)."""
     _made.append(backend)
     return backend
 
@@ -583,7 +587,7 @@ def closed_port() -> int:
 def test_connection_refused_is_a_cluster_error(api: FakeKubeAPI) -> None:
     client = api.api_client()
     client.configuration.host = f"http://127.0.0.1:{closed_port()}"
-    backend = KubernetesBackend(api_client=client)
+    backend = tracked(KubernetesBackend(api_client=client))
     wid = new_id()
     with pytest.raises(ClusterError, match="cannot reach the Kubernetes API") as caught:
         backend.apply(workload_id=wid, namespace=NS, manifests=[samples.job(wid, name="t")])
@@ -806,13 +810,11 @@ def test_from_environment_prefers_the_pods_service_account(
 def test_kubeconfig_and_context_can_be_named(api: FakeKubeAPI, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{closed_port()}"
     kubeconfig = write_kubeconfig(tmp_path / "config", {"dead": dead, "fake": api.url})
-    backend = KubernetesBackend(kubeconfig=str(kubeconfig), context="fake")
+    backend = tracked(KubernetesBackend(kubeconfig=str(kubeconfig), context="fake"))
     assert backend.observe().list_calls == N_OBSERVED
-    backend.close()
-    other = KubernetesBackend.from_environment(kubeconfig=str(kubeconfig))
+    other = tracked(KubernetesBackend.from_environment(kubeconfig=str(kubeconfig)))
     with pytest.raises(ClusterError, match="cannot reach"):
         other.observe()
-    other.close()
 
 
 @pytest.mark.usefixtures("outside_a_cluster")
