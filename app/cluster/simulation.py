@@ -21,14 +21,18 @@ The model, kept small on purpose:
   ``simulation.runplane.io/outcome`` (``succeed``, ``fail``, ``image-pull-error``,
   ``crash-loop``), ``simulation.runplane.io/run-seconds``,
   ``simulation.runplane.io/start-seconds`` and ``simulation.runplane.io/exit-code`` (what
-  ``fail`` and ``crash-loop`` exit with, 1 by default). ``fail`` exits at the end of the run (a
-  Job then fails with ``BackoffLimitExceeded`` without retries; a StatefulSet or Deployment
-  restarts it and crash-loops); ``image-pull-error`` waits in ``ErrImagePull``/
-  ``ImagePullBackOff`` for ever; ``crash-loop`` exits after at most 10 s each try, with the
-  kubelet's back-off, until a Job's ``backoffLimit`` (or a Kubeflow ``runPolicy.backoffLimit``)
-  is reached. The kubelet restarts in place whatever the pod's ``restartPolicy``, which keeps
-  the story to one pod. (The test cluster's kwok Stages, ``tests/kube/kwok-outcomes.yaml``, play
-  the same annotations with the kubelet's own rules.)
+  ``fail`` and ``crash-loop`` exit with, 1 by default). ``fail`` exits at the end of the run: a
+  Job then fails with ``BackoffLimitExceeded`` without retries; a StatefulSet's or Deployment's
+  container restarts and crash-loops; a Kubeflow replica does what its ``restartPolicy`` (else
+  its operator's default) says, Never staying down, OnFailure crash-looping.
+  ``image-pull-error`` waits in ``ErrImagePull``/``ImagePullBackOff`` for ever; ``crash-loop``
+  exits after at most 10 s each try, with the kubelet's back-off, whatever the pod's
+  ``restartPolicy`` (which keeps the story to one pod). Restarts end at a Job's ``backoffLimit``
+  (6 by default, an MPI launcher's too) or a training operator job's ``runPolicy.backoffLimit``
+  (no default: for ever), which that operator counts over all of the job's pods together; the
+  operators then fail the job in their own words and, but for MPI's workers, delete its pods.
+  (The test cluster's kwok Stages, ``tests/kube/kwok-outcomes.yaml``, play the same annotations
+  with the kubelet's own rules, under the real operators.)
 
 Speed: a reconcile cycle over 10,000 workloads has a few tens of microseconds for each. Outputs
 therefore share unchanged sub-objects (pod specs, label maps) with the inputs, and a
@@ -80,6 +84,10 @@ def _finite(kind: str) -> bool:
 def _kubeflow(kind: str) -> bool:
     found = kinds.named(kind)
     return found is not None and found.replica_specs is not None
+
+
+# The kinds the training operator runs (the MPI operator runs MPIJobs).
+_TRAINING_OPERATOR_KINDS = ("PyTorchJob", "TFJob")
 
 
 _INF = math.inf
@@ -271,6 +279,7 @@ class _Group:
 
     role: str  # the Kubeflow replica type, "" otherwise
     template: Mapping[str, Any]
+    restarts: bool  # the kubelet restarts a failed container in place (OnFailure, Always)
     spec: Mapping[str, Any]
     count: int
     gpus: int
@@ -281,7 +290,7 @@ class _Group:
     qos: str
 
 
-def _group(role: str, template: Mapping[str, Any], count: int) -> _Group:
+def _group(role: str, template: Mapping[str, Any], count: int, restarts: bool) -> _Group:
     tmeta, tspec = _m(template.get("metadata")), _m(template.get("spec"))
     gpus = 0
     containers: list[tuple[str, str, str]] = []
@@ -309,6 +318,7 @@ def _group(role: str, template: Mapping[str, Any], count: int) -> _Group:
     return _Group(
         role=role,
         template=template,
+        restarts=restarts,
         spec=tspec,
         count=count,
         gpus=gpus,
@@ -370,7 +380,8 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
     if kind == "Job":
         parallelism = _int(spec.get("parallelism"), 1)
         completions = _int(spec.get("completions"), parallelism)
-        groups.append(_group("", _m(spec.get("template")), min(parallelism, completions)))
+        # Runplane renders a Job's pods with restartPolicy Never: the Job controller retries.
+        groups.append(_group("", _m(spec.get("template")), min(parallelism, completions), False))
         waves = max(1, math.ceil(completions / max(groups[0].count, 1)))
         stopped = spec.get("suspend") is True
     elif kind in ("StatefulSet", "Deployment"):
@@ -379,13 +390,15 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
         minimum = _int(_m(hpa.get("spec")).get("minReplicas"), 1) if hpa is not None else 1
         if hpa is not None and replicas > 0:  # the autoscaler lifts it to its minimum at once
             replicas = max(replicas, minimum)
-        groups.append(_group("", _m(spec.get("template")), replicas))
+        groups.append(_group("", _m(spec.get("template")), replicas, True))
         stopped = replicas == 0
         # A stopped manifest no longer says how many pods there were: its usual size.
         stopped_pods = minimum if stopped else 0
     elif owner is not None and owner.replica_specs:
         for role, rs in _m(spec.get(owner.replica_specs)).items():
-            groups.append(_group(role, _m(_m(rs).get("template")), _int(_m(rs).get("replicas"), 1)))
+            template = _m(_m(rs).get("template"))
+            restarts = _restarts_in_place(kind, role, _m(rs).get("restartPolicy"))
+            groups.append(_group(role, template, _int(_m(rs).get("replicas"), 1), restarts))
         stopped = _m(spec.get("runPolicy")).get("suspend") is True
     if finite:
         stopped_pods = sum(g.count for g in groups)
@@ -400,15 +413,14 @@ def _static(manifests: Sequence[Mapping[str, Any]], timing: Timing) -> _Static:
     exit_code = _exit_code(annotations.get(EXIT_CODE_ANNOTATION))
     hold = _INF
     if finite:
-        if outcome in ("succeed", "fail"):
-            hold = (waves if outcome == "succeed" else 1) * (start_seconds + run_seconds)
-        elif outcome == "crash-loop":
-            if kind == "Job":
-                limit: Any = spec.get("backoffLimit", 6)
-            else:
-                limit = _m(spec.get("runPolicy")).get("backoffLimit")
-            if type(limit) is int:
-                hold = start_seconds + _crash_time(max(limit, 1), run_seconds)
+        if outcome == "succeed":
+            hold = waves * (start_seconds + run_seconds)
+        elif outcome in ("fail", "crash-loop"):
+            # A Job's limit defaults to 6, and so does an MPI launcher's (a Job); the training
+            # operator has none: without one it restarts the replicas for ever.
+            own = spec if kind == "Job" else _m(spec.get("runPolicy"))
+            limit = own.get("backoffLimit", None if kind in _TRAINING_OPERATOR_KINDS else 6)
+            hold = start_seconds + _gives_up_after(kind, outcome, groups, limit, run_seconds)
     gpus = [g.gpus for g in groups for _ in range(g.count)]
     counts = [g.count for g in groups]
     if stopped and kind in ("StatefulSet", "Deployment"):
@@ -454,10 +466,53 @@ def _backoff(restarts: int) -> float:
     return min(10.0 * 2.0 ** min(restarts - 1, 16), _BACKOFF_CAP)
 
 
-def _crash_time(crashes: int, run_seconds: float) -> float:
-    """Seconds from a crash-looping container's first start to its ``crashes``-th exit."""
-    try_seconds = min(run_seconds, _CRASH_TRY_SECONDS)
-    return crashes * try_seconds + sum(_backoff(k) for k in range(1, crashes))
+def _tries(outcome: Outcome, run_seconds: float) -> tuple[float, float]:
+    """How long a restarting container lives its first try, and every later one: ``fail`` runs
+    its course once, then fails as quickly as a crash-loop does."""
+    again = min(run_seconds, _CRASH_TRY_SECONDS)
+    return (run_seconds if outcome == "fail" else again), again
+
+
+def _crash_time(crashes: int, first: float, again: float) -> float:
+    """Seconds from a restarting container's first start to its ``crashes``-th exit."""
+    return first + (crashes - 1) * again + sum(_backoff(k) for k in range(1, crashes))
+
+
+def _restarts_in_place(kind: str, role: str, policy: Any) -> bool:
+    """Whether a Kubeflow replica's failed container restarts in place: its restartPolicy, else
+    its operator's default (PyTorch OnFailure, TF Never; MPI: the launcher OnFailure, workers
+    Never). ``ExitCode`` makes the operator recreate the pod for a retryable code alone."""
+    if not policy:
+        policy = "OnFailure" if kind == "PyTorchJob" or role == "Launcher" else "Never"
+    return policy in ("OnFailure", "Always")
+
+
+def _gives_up_after(
+    kind: str, outcome: Outcome, groups: Sequence[_Group], limit: Any, run_seconds: float
+) -> float:
+    """Seconds from a failing finite workload's start until its controller fails it.
+
+    ``fail`` in a pod that does not restart ends it after one run (a Job's retries are not
+    played). Otherwise containers restart in place, ``crash-loop`` ones whatever their policy,
+    until the restarts reach the backoff limit (none: for ever): for the training operator the
+    restarts of all of the job's restarting pods together, for a Job (an MPI launcher's too)
+    those of one pod.
+    """
+    restarting = [g for g in groups if outcome == "crash-loop" or g.restarts]
+    if kind == "MPIJob":  # its launcher Job decides; the workers do not count
+        restarting = [g for g in restarting if g.role == "Launcher"]
+        stays_down = outcome == "fail" and not restarting
+    else:
+        stays_down = outcome == "fail" and len(restarting) < len(groups)
+    first, again = _tries(outcome, run_seconds)
+    if stays_down:
+        return run_seconds
+    if type(limit) is not int:
+        return _INF
+    crashes = max(limit, 1)
+    if kind in _TRAINING_OPERATOR_KINDS:
+        crashes = max(1, math.ceil(limit / max(1, sum(g.count for g in restarting))))
+    return _crash_time(crashes, first, again)
 
 
 def _crash_clock(elapsed: float, first: float, again: float) -> tuple[int, bool, float, float]:
@@ -885,9 +940,12 @@ def _next_change(plan: _Plan, timing: Timing, now: float) -> float:
             finite = _finite(s.kind)
             if s.outcome == "image-pull-error":
                 marks.append(ready + _IMAGE_PULL_RETRY)
-            elif s.outcome == "crash-loop" or (s.outcome == "fail" and not finite):
-                again = min(s.run_seconds, _CRASH_TRY_SECONDS)
-                first = s.run_seconds if s.outcome == "fail" else again
+            elif s.outcome == "crash-loop" or (
+                s.outcome == "fail" and any(g.restarts for g in s.groups)
+            ):
+                first, again = _tries(s.outcome, s.run_seconds)
+                if finite and s.outcome == "fail":
+                    marks.append(ready + s.run_seconds)  # the pods that stay down fail then
                 if now >= ready:
                     restarts, running, tried, last_end = _crash_clock(now - ready, first, again)
                     if running:
@@ -1061,16 +1119,15 @@ def _pod(
     ready_at = scheduled + s.start_seconds
     end = ready_at + s.run_seconds
     outcome = s.outcome
-    forever = not _finite(s.kind)
+    finite = _finite(s.kind)
     restarts, last_state, not_ready = 0, _EMPTY, group.unready
     state: Mapping[str, Any] | None  # None: per image, an image pull error
 
     if at < ready_at or outcome == "image-pull-error":
         phase, ready, started, since = "Pending", False, False, scheduled
         state = {"waiting": {"reason": "ContainerCreating"}} if at < ready_at else None
-    elif outcome == "crash-loop" or (outcome == "fail" and forever):
-        again = min(s.run_seconds, _CRASH_TRY_SECONDS)
-        first = s.run_seconds if outcome == "fail" else again
+    elif outcome == "crash-loop" or (outcome == "fail" and group.restarts):
+        first, again = _tries(outcome, s.run_seconds)
         restarts, ready, tried, last_end = _crash_clock(at - ready_at, first, again)
         phase, started = "Running", ready
         if restarts:
@@ -1098,7 +1155,7 @@ def _pod(
                 }
             }
             since = ready_at + last_end
-    elif not forever and at >= end:
+    elif finite and at >= end:
         failed = outcome == "fail"
         phase, ready, started, since = ("Failed" if failed else "Succeeded"), False, False, end
         not_ready = ("PodFailed" if failed else "PodCompleted", "")
@@ -1376,18 +1433,77 @@ def _job_pods(
     return pods
 
 
+_JOB_ROLE = "training.kubeflow.org/job-role"
+
+
+@dataclass(frozen=True, slots=True)
+class _OperatorWords:
+    """What the operators write in a job's conditions (training-operator v1.9, mpi-operator
+    v0.8): some name the job with its namespace, some without."""
+
+    kind: str
+    name: str
+    namespace: str
+    roles: set[str]
+
+    @property
+    def _full(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+    @property
+    def _short(self) -> str:
+        return self._full if self.kind == "MPIJob" else f"{self.kind} {self.name}"
+
+    @property
+    def _with_master(self) -> bool:  # the PyTorch controller's own words for a job with one
+        return self.kind == "PyTorchJob" and "Master" in self.roles
+
+    @property
+    def created(self) -> str:
+        return f"{self._short} is created."
+
+    @property
+    def running(self) -> str:
+        return f"{self._short if self._with_master else self._full} is running."
+
+    @property
+    def succeeded(self) -> str:
+        if self._with_master:
+            return f"{self._short} is successfully completed."
+        return f"{self._full} successfully completed."
+
+    @property
+    def suspended(self) -> str:  # the Running condition's
+        return f"{self._short} is suspended."
+
+    @property
+    def suspension(self) -> str:  # the Suspended condition's
+        return "MPIJob suspended" if self.kind == "MPIJob" else self.suspended
+
+    @property
+    def resumed(self) -> str:
+        return "MPIJob resumed" if self.kind == "MPIJob" else f"{self._short} is resumed."
+
+    @property
+    def backoff_limit(self) -> str:
+        return f"Job {self.name} has failed because it has reached the specified backoff limit"
+
+    def replicas_failed(self, count: int, role: str) -> str:
+        if self.kind == "PyTorchJob":
+            return f"{self._short} is failed because {count} {role} replica(s) failed."
+        return f"{self._full} has failed because {count} {role} replica(s) failed."
+
+
 def _observe_kubeflow(ctx: _Ctx, obj: dict[str, Any]) -> list[dict[str, Any]]:
     plan, ts, now = ctx.plan, ctx.ts, ctx.now
     s = plan.static
     kind = s.kind
     name = str(obj["metadata"].get("name"))
-    full = f"{ctx.namespace}/{name}"
+    words = _OperatorWords(kind, name, ctx.namespace, {g.role for g in s.groups})
     operator = (kinds.named(kind) or kinds.MPIJOB).controller or ""
     stopping = _terminating(plan, ctx.timing, now)
     scheduled, at = _pods_at(ctx, stopping)
-    conditions = [
-        _cond(ts, "Created", "True", f"{kind}Created", f"{kind} {full} is created.", plan.applied)
-    ]
+    conditions = [_cond(ts, "Created", "True", f"{kind}Created", words.created, plan.applied)]
     replica_statuses: dict[str, dict[str, Any]] = {}
     pods: list[dict[str, Any]] = []
     phases: list[str] = []
@@ -1404,7 +1520,7 @@ def _observe_kubeflow(ctx: _Ctx, obj: dict[str, Any]) -> list[dict[str, Any]]:
                 "training.kubeflow.org/replica-type": rtype,
             }
             if rtype in ("master", "launcher", "chief"):
-                labels["training.kubeflow.org/job-role"] = rtype
+                labels[_JOB_ROLE] = rtype
             digest = _digest(plan.key, name, rtype, str(i), str(plan.start))
             owner = None
             if kind == "MPIJob" and group.role == "Launcher":
@@ -1452,37 +1568,40 @@ def _observe_kubeflow(ctx: _Ctx, obj: dict[str, Any]) -> list[dict[str, Any]]:
     status: dict[str, Any] = {"replicaStatuses": replica_statuses, "startTime": ts(plan.start)}
     if s.stopped:
         since = plan.stopped_at if plan.stopped_at is not None else plan.start
-        text = f"{kind} {full} is suspended."
-        conditions.append(_cond(ts, "Running", "False", f"{kind}Suspended", text, since))
-        conditions.append(_cond(ts, "Suspended", "True", f"{kind}Suspended", text, since))
+        reason = f"{kind}Suspended"
+        conditions.append(_cond(ts, "Running", "False", reason, words.suspended, since))
+        conditions.append(_cond(ts, "Suspended", "True", reason, words.suspension, since))
         if stopping:
             _mark_deleted(pods, since, ts)
         obj["status"] = {"conditions": conditions, "replicaStatuses": replica_statuses}
         return pods
     if plan.start > plan.applied:
-        text = f"{kind} {full} is resumed."
-        conditions.append(_cond(ts, "Suspended", "False", f"{kind}Resumed", text, plan.start))
+        conditions.append(
+            _cond(ts, "Suspended", "False", f"{kind}Resumed", words.resumed, plan.start)
+        )
     if scheduled is not None and phases and "Pending" not in phases:
         ready_at = scheduled + s.start_seconds
-        running = _cond(
-            ts, "Running", "True", f"{kind}Running", f"{kind} {full} is running.", ready_at
-        )
+        running = _cond(ts, "Running", "True", f"{kind}Running", words.running, ready_at)
         conditions.append(running)
         end: float | None = None
         if s.outcome == "succeed" and all(p == "Succeeded" for p in phases):
             end = ready_at + s.run_seconds
-            text = f"{kind} {full} successfully completed."
-            conditions.append(_cond(ts, "Succeeded", "True", f"{kind}Succeeded", text, end))
-        elif s.outcome == "fail" and "Failed" in phases:
-            end = ready_at + s.run_seconds
-            lead = s.groups[0]
-            text = f"{kind} {full} is failed because {lead.count} {lead.role} replica(s) failed."
-            conditions.append(_cond(ts, "Failed", "True", f"{kind}Failed", text, end))
-        elif s.outcome == "crash-loop" and now >= scheduled + s.hold:
+            succeeded = _cond(ts, "Succeeded", "True", f"{kind}Succeeded", words.succeeded, end)
+            conditions.append(succeeded)
+        elif s.outcome in ("fail", "crash-loop") and now >= scheduled + s.hold:
             end = scheduled + s.hold
-            text = f"{kind} {full} has failed because it has reached the specified backoff limit"
-            conditions.append(_cond(ts, "Failed", "True", f"{kind}Failed", text, end))
-            pods = []  # the operator deletes the pods of a job it gave up on
+            if kind == "MPIJob":
+                # Its launcher Job gave up (the Job controller removed its pod); the workers
+                # stay, as cleanPodPolicy None (the default) leaves them.
+                reason, text = "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+                pods = [p for p in pods if p["metadata"]["labels"].get(_JOB_ROLE) != "launcher"]
+            elif "Failed" in phases:  # a replica that does not restart failed: its pods stay
+                down = next(g for g in s.groups if not g.restarts)
+                reason, text = f"{kind}Failed", words.replicas_failed(down.count, down.role)
+            else:
+                reason, text = f"{kind}Failed", words.backoff_limit
+                pods = []  # the operator deletes the pods of a job it gave up on
+            conditions.append(_cond(ts, "Failed", "True", reason, text, end))
         if end is not None:
             running["status"] = "False"  # the operator turns Running off when the job ends
             status["completionTime"] = ts(end)

@@ -186,8 +186,11 @@ def kubeflow(
     suspend: bool = False,
     annotations: dict[str, str] | None = None,
     backoff_limit: int | None = None,
+    restart_policy: str | None = "OnFailure",
 ) -> list[dict[str, Any]]:
-    """PyTorchJob/TFJob (kubeflow.org/v1) with a master/chief, or MPIJob (v2beta1)."""
+    """PyTorchJob/TFJob (kubeflow.org/v1) with a master/chief, or MPIJob (v2beta1).
+
+    ``restart_policy`` is the PyTorch/TF replicas' (None: the operator's default)."""
     tmpl = pod_template(wid, "distributed", gpus=gpus, restart_policy="OnFailure")
     run_policy: dict[str, Any] = {"cleanPodPolicy": "Running", "suspend": suspend}
     if backoff_limit is not None:
@@ -212,6 +215,7 @@ def kubeflow(
     lead, key = (
         ("Master", "pytorchReplicaSpecs") if kind == "PyTorchJob" else ("Chief", "tfReplicaSpecs")
     )
+    policy = {"restartPolicy": restart_policy} if restart_policy else {}
     return [
         {
             "apiVersion": "kubeflow.org/v1",
@@ -220,8 +224,8 @@ def kubeflow(
             "spec": {
                 "runPolicy": run_policy,
                 key: {
-                    lead: {"replicas": 1, "restartPolicy": "OnFailure", "template": tmpl},
-                    "Worker": {"replicas": workers, "restartPolicy": "OnFailure", "template": tmpl},
+                    lead: {"replicas": 1, **policy, "template": tmpl},
+                    "Worker": {"replicas": workers, **policy, "template": tmpl},
                 },
             },
         }

@@ -107,11 +107,27 @@ BUILDERS: dict[str, tuple[str, Builder]] = {
     ),
     "interactive": ("interactive", lambda a: m.interactive(annotations=a)),
     "inference": ("inference", lambda a: m.inference(replicas=2, max_replicas=4, annotations=a)),
-    "pytorchjob": ("distributed", lambda a: m.kubeflow("PyTorchJob", annotations=a)),
-    "tfjob": ("distributed", lambda a: m.kubeflow("TFJob", annotations=a)),
+    # As Runplane renders them: replicas restart in place (OnFailure), backoffLimit 6.
+    "pytorchjob": (
+        "distributed",
+        lambda a: m.kubeflow("PyTorchJob", backoff_limit=6, annotations=a),
+    ),
+    "tfjob": ("distributed", lambda a: m.kubeflow("TFJob", backoff_limit=6, annotations=a)),
+    # Without a backoffLimit the training operator never gives up.
+    "pytorchjob-no-limit": ("distributed", lambda a: m.kubeflow("PyTorchJob", annotations=a)),
+    # The operators' default restartPolicy: TF's is Never (PyTorch's OnFailure).
+    "tfjob-never": (
+        "distributed",
+        lambda a: m.kubeflow("TFJob", backoff_limit=6, restart_policy=None, annotations=a),
+    ),
     "mpijob": ("distributed", lambda a: m.kubeflow("MPIJob", backoff_limit=3, annotations=a)),
+    # The MPI launcher is a Job: its limit defaults to 6.
+    "mpijob-no-limit": ("distributed", lambda a: m.kubeflow("MPIJob", annotations=a)),
     "native-pytorch": ("distributed", lambda a: m.native_pytorch(annotations=a)),
 }
+
+
+GAVE_UP = "Job dist has failed because it has reached the specified backoff limit"
 
 
 @pytest.mark.parametrize(
@@ -129,15 +145,60 @@ BUILDERS: dict[str, tuple[str, Builder]] = {
         ("inference", "succeed", [*START, "Running"], "2/2 pods ready"),
         ("inference", "crash-loop", [*START, "Running", "Degraded"], "CrashLoopBackOff"),
         ("inference", "image-pull-error", [*START, "Failed"], "ImagePullBackOff"),
-        ("pytorchjob", "succeed", [*START, "Running", "Completed"], "successfully completed"),
-        ("pytorchjob", "fail", [*START, "Running", "Failed"], "1 Master replica(s) failed"),
-        ("pytorchjob", "crash-loop", [*START, "Running", "Degraded"], "CrashLoopBackOff"),
+        # The operators' own words (training-operator v1.9, mpi-operator v0.8): the PyTorch
+        # controller names a job with a Master without its namespace.
+        (
+            "pytorchjob",
+            "succeed",
+            [*START, "Running", "Completed"],
+            "PyTorchJobSucceeded: PyTorchJob dist is successfully completed.",
+        ),
+        # Replicas that restart in place crash-loop until their restarts, all pods' together,
+        # reach the backoffLimit; the operator then fails the job and deletes its pods.
+        (
+            "pytorchjob",
+            "fail",
+            [*START, "Running", "Degraded", "Failed"],
+            f"PyTorchJobFailed: {GAVE_UP}",
+        ),
+        ("pytorchjob", "crash-loop", [*START, "Running", "Degraded", "Failed"], GAVE_UP),
+        ("pytorchjob-no-limit", "fail", [*START, "Running", "Degraded"], "CrashLoopBackOff"),
         ("pytorchjob", "image-pull-error", [*START, "Failed"], "ImagePullBackOff"),
-        ("tfjob", "succeed", [*START, "Running", "Completed"], "TFJobSucceeded"),
-        ("tfjob", "fail", [*START, "Running", "Failed"], "1 Chief replica(s) failed"),
-        ("mpijob", "succeed", [*START, "Running", "Completed"], "MPIJobSucceeded"),
-        ("mpijob", "fail", [*START, "Running", "Failed"], "MPIJobFailed"),
-        ("mpijob", "crash-loop", [*START, "Running", "Degraded", "Failed"], "backoff limit"),
+        (
+            "tfjob",
+            "succeed",
+            [*START, "Running", "Completed"],
+            "TFJobSucceeded: TFJob runplane-team-a/dist successfully completed.",
+        ),
+        ("tfjob", "fail", [*START, "Running", "Degraded", "Failed"], f"TFJobFailed: {GAVE_UP}"),
+        (
+            "tfjob-never",
+            "fail",
+            [*START, "Running", "Failed"],
+            "TFJobFailed: TFJob runplane-team-a/dist has failed because 1 Chief replica(s) failed.",
+        ),
+        (
+            "mpijob",
+            "succeed",
+            [*START, "Running", "Completed"],
+            "MPIJobSucceeded: MPIJob runplane-team-a/dist successfully completed.",
+        ),
+        # The launcher restarts in place (OnFailure) until its Job gives up; the workers (Never)
+        # stay down, and stay.
+        (
+            "mpijob",
+            "fail",
+            [*START, "Running", "Degraded", "Failed"],
+            "BackoffLimitExceeded: Job has reached the specified backoff limit; pod dist-worker-0 "
+            "failed: container main exited with code 1 (Error)",
+        ),
+        ("mpijob", "crash-loop", [*START, "Running", "Degraded", "Failed"], "BackoffLimitExceeded"),
+        (
+            "mpijob-no-limit",
+            "crash-loop",
+            [*START, "Running", "Degraded", "Failed"],
+            "backoff limit",
+        ),
         ("native-pytorch", "succeed", [*START, "Running", "Completed"], "CompletionsReached"),
         ("native-pytorch", "fail", [*START, "Running", "Failed"], "BackoffLimitExceeded"),
         ("native-pytorch", "image-pull-error", [*START, "Failed"], "ImagePullBackOff"),
@@ -164,6 +225,23 @@ def test_pods_and_phases_follow_the_timeline() -> None:
         result = simulate(workloads=[item], cluster=CLUSTER, now=at(second), timing=timing)[0]
         status = status_of(result, workload_type="training", now=at(second), previous=None)
         assert status.phase == phase, (second, status.message)
+
+
+@pytest.mark.parametrize(("workers", "restarts"), [(0, 5), (2, 1)])
+def test_the_training_operator_counts_the_restarts_of_all_the_pods_together(
+    workers: int, restarts: int
+) -> None:
+    """backoffLimit 6: one pod restarts five times before its sixth exit fails the job; three
+    reach six together after their second exits."""
+    seen = lifecycle(
+        "distributed",
+        m.kubeflow("PyTorchJob", workers=workers, backoff_limit=6, annotations=fate("crash-loop")),
+        until=2000,
+    )
+    degraded = [s.message for s in seen if s.phase == "Degraded"]
+    times = "1 time;" if restarts == 1 else f"{restarts} times;"
+    assert times in degraded[-1], degraded
+    assert seen[-1].phase == "Failed", seen[-1].message
 
 
 def test_run_seconds_annotation_wins_over_the_default() -> None:
@@ -246,6 +324,60 @@ def test_stop_and_resume(workload_type: str, build: Callable[[bool], Manifests])
     assert seen == [
         "Pending", "Initializing", "Running", "Stopping", "Stopped", "Resuming", "Running",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        (
+            "PyTorchJob",
+            {
+                "Created": "PyTorchJob dist is created.",
+                "Running": "PyTorchJob dist is running.",
+                "Suspended": "PyTorchJob dist is suspended.",
+                "Not running": "PyTorchJob dist is suspended.",
+                "Resumed": "PyTorchJob dist is resumed.",
+            },
+        ),
+        (
+            "TFJob",
+            {
+                "Created": "TFJob dist is created.",
+                "Running": "TFJob runplane-team-a/dist is running.",
+                "Suspended": "TFJob dist is suspended.",
+                "Not running": "TFJob dist is suspended.",
+                "Resumed": "TFJob dist is resumed.",
+            },
+        ),
+        (
+            "MPIJob",
+            {
+                "Created": "MPIJob runplane-team-a/dist is created.",
+                "Running": "MPIJob runplane-team-a/dist is running.",
+                "Suspended": "MPIJob suspended",
+                "Not running": "MPIJob runplane-team-a/dist is suspended.",
+                "Resumed": "MPIJob resumed",
+            },
+        ),
+    ],
+)
+def test_kubeflow_conditions_say_what_the_operators_say(kind: str, words: dict[str, str]) -> None:
+    def conditions(item: SimInput, second: int) -> dict[str, str]:
+        (obj,) = simulate_one(workload=item, cluster=CLUSTER, now=at(second)).objects
+        return {c["type"]: c["message"] for c in obj["status"]["conditions"]}
+
+    running = conditions(SimInput(key="w", manifests=m.kubeflow(kind), applied_at=T0), 30)
+    assert (running["Created"], running["Running"]) == (words["Created"], words["Running"])
+    stopped = SimInput(
+        key="w", manifests=m.kubeflow(kind, suspend=True), applied_at=T0, stopped_at=at(60)
+    )
+    suspended = conditions(stopped, 90)
+    assert suspended["Suspended"] == words["Suspended"]
+    assert suspended["Running"] == words["Not running"]
+    resumed = SimInput(
+        key="w", manifests=m.kubeflow(kind), applied_at=T0, stopped_at=at(60), resumed_at=at(120)
+    )
+    assert conditions(resumed, 150)["Suspended"] == words["Resumed"]
 
 
 def test_request_no_node_can_hold_stays_unschedulable() -> None:
