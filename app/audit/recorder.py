@@ -100,18 +100,25 @@ def entry_values(scope: Scope, status: int) -> dict[str, Any]:
 # --- in the request's transaction -------------------------------------------------------------
 
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def noting_status(handler: Handler) -> Handler:
+    """``handler``, noting the status it answered (before the session dependency commits)."""
+
+    async def audited_handler(request: Request) -> Response:
+        response = await handler(request)
+        record_of(request.scope).status = response.status_code
+        return response
+
+    return audited_handler
+
+
 class AuditedRoute(APIRoute):
     """Notes the status the endpoint answered, before the session dependency commits."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def audited_handler(request: Request) -> Response:
-            response: Response = await handler(request)
-            record_of(request.scope).status = response.status_code
-            return response
-
-        return audited_handler
+    def get_route_handler(self) -> Handler:
+        return noting_status(super().get_route_handler())
 
 
 async def stage(scope: Scope, conn: Conn) -> None:

@@ -31,6 +31,7 @@ from app.sql import scope
 from app.workloads import admission, logs, repository, schemas, service, submission
 from app.workloads import watch as watch_
 from app.workloads.repository import ListFilter, WorkloadRow
+from app.workloads.submission_route import SubmissionRoute
 
 router = APIRouter(prefix="/workloads", tags=["workloads"], route_class=AuditedRoute)
 JSON = "application/json"
@@ -168,13 +169,16 @@ def _add_submission_route(
 
     submit.__annotations__["body"] = model
     submit.__name__ = f"submit_{workload_type}"
-    router.post(
+    router.add_api_route(
         f"/{collection}",
+        submit,
+        methods=["POST"],
         operation_id=f"submit{workload_type.title()}",
         status_code=201,
         response_model=None,
         responses=SUBMIT_RESPONSES,
-    )(submit)
+        route_class_override=SubmissionRoute,
+    )
 
 
 _SUBMISSIONS: tuple[tuple[WorkloadType, str, type[schemas.Submission]], ...] = (
