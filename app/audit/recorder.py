@@ -104,7 +104,6 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 def noting_status(handler: Handler) -> Handler:
-    """``handler``, noting the status it answered (before the session dependency commits)."""
 
     async def audited_handler(request: Request) -> Response:
         response = await handler(request)
@@ -118,7 +117,11 @@ class AuditedRoute(APIRoute):
     """Notes the status the endpoint answered, before the session dependency commits."""
 
     def get_route_handler(self) -> Handler:
-        return noting_status(super().get_route_handler())
+        return noting_status(self.answering_handler())
+
+    def answering_handler(self) -> Handler:
+        """What answers a request (FastAPI's handler here; a subclass may answer otherwise)."""
+        return super().get_route_handler()
 
 
 async def stage(scope: Scope, conn: Conn) -> None:

@@ -32,7 +32,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from app.audit.recorder import Handler, noting_status
+from app.audit.recorder import AuditedRoute, Handler
 
 _UNSET = object()
 
@@ -65,7 +65,7 @@ class _Shortcut:
             or d.response_param_name
             or d.background_tasks_param_name
             or d.security_scopes_param_name
-            or route._embed_body_fields
+            or getattr(route, "_embed_body_fields", False)
             or not inspect.iscoroutinefunction(d.call)
         ):
             return None
@@ -156,15 +156,15 @@ def _this_inclusion(route: APIRoute) -> Any:
     return context if context is not None and context.original_route is route else route
 
 
-class SubmissionRoute(APIRoute):
+class SubmissionRoute(AuditedRoute):
     """The route class of the submission endpoints: FastAPI's handler, answering the ordinary
-    request the short way (module docstring), and audited as :class:`AuditedRoute` is."""
+    request the short way (module docstring)."""
 
-    def get_route_handler(self) -> Handler:
-        generic = super().get_route_handler()
+    def answering_handler(self) -> Handler:
+        generic = super().answering_handler()
         shortcut = _Shortcut.of(_this_inclusion(self))
         if shortcut is None:
-            return noting_status(generic)
+            return generic
 
         async def handler(request: Request) -> Response:
             if shortcut.takes(request):
@@ -173,4 +173,4 @@ class SubmissionRoute(APIRoute):
                     return response
             return await generic(request)
 
-        return noting_status(handler)
+        return handler
